@@ -1,0 +1,1 @@
+"""Empirical scaling-law harness: train grids of small GPT-style models, fit scaling laws."""

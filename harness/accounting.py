@@ -1,0 +1,128 @@
+"""Exact parameter and FLOP accounting, torch-free: the one place N, D and C are computed.
+
+N counts every trainable parameter of the HF model built from the same config (a test checks it
+against the built model). Conventions for FLOPs per training token:
+  6N       Hoffmann et al. (2022): 6 x total parameters.
+  6N_attn  Kaplan et al. (2020) eq. 2.2 with embeddings: 6N + 6 n_layer n_ctx d_model (attention scores).
+  kaplan   Kaplan et al. (2020): 6 x non-embedding parameters.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from harness.config import BudgetConfig, ModelConfig
+from harness.errors import HarnessError
+
+CONVENTIONS = ("6N", "6N_attn", "kaplan")
+
+
+def mlp_width(m: ModelConfig) -> int:
+    if m.n_inner is not None:
+        return m.n_inner
+    if m.arch == "llama":
+        return 8 * math.ceil(8 * m.n_embd / 3 / 8)  # SwiGLU keeps ~8 d^2 MLP params (Touvron et al. 2023)
+    return 4 * m.n_embd
+
+
+def validate_model(m: ModelConfig, vocab_size: int) -> None:
+    if m.arch not in ("gpt2", "llama"):
+        raise HarnessError(f"model.arch={m.arch!r} is not one of 'gpt2', 'llama'")
+    for key in ("n_layer", "n_embd", "n_head", "n_positions"):
+        if getattr(m, key) < 1:
+            raise HarnessError(f"model.{key}={getattr(m, key)} must be >= 1")
+    if m.n_embd % m.n_head:
+        raise HarnessError(f"model.n_embd={m.n_embd} is not divisible by model.n_head={m.n_head}")
+    kv = m.n_kv_head or m.n_head
+    if m.n_head % kv:
+        raise HarnessError(f"model.n_head={m.n_head} is not divisible by model.n_kv_head={kv}")
+    if vocab_size > 65535:
+        raise HarnessError(f"data.vocab_size={vocab_size} does not fit the uint16 token memmap")
+
+
+def param_counts(m: ModelConfig, vocab_size: int) -> tuple[int, int]:
+    """(N total, N non-embedding). Non-embedding drops token and position embeddings and an untied head."""
+    d, f, L, V = m.n_embd, mlp_width(m), m.n_layer, vocab_size
+    head = 0 if m.tie_word_embeddings else V * d
+    if m.arch == "gpt2":
+        embed = V * d + m.n_positions * d
+        attn = d * 3 * d + 3 * d + d * d + d  # c_attn and c_proj with biases
+        mlp = d * f + f + f * d + d  # c_fc and c_proj with biases
+        block = attn + mlp + 4 * d  # two LayerNorms, weight and bias
+        body = L * block + 2 * d  # final LayerNorm
+    else:
+        embed = V * d
+        kv_dim = d // m.n_head * (m.n_kv_head or m.n_head)
+        attn = 2 * d * d + 2 * d * kv_dim  # q, o and k, v projections, no bias
+        mlp = 3 * d * f  # gate, up, down
+        block = attn + mlp + 2 * d  # two RMSNorm weights
+        body = L * block + d  # final RMSNorm
+    return embed + body + head, body
+
+
+@dataclass(frozen=True)
+class Derived:
+    """Everything the fitter needs about a run's size; logged with every run."""
+
+    N: int  # total trainable parameters
+    N_nonembed: int  # Kaplan's non-embedding parameters
+    flops_per_token: dict  # {convention: training FLOPs per token}
+    batch_tokens: int  # tokens per optimizer step
+    steps: int  # optimizer steps
+    D: int  # training tokens = steps * batch_tokens
+
+    @property
+    def C(self) -> dict:
+        return {k: v * self.D for k, v in self.flops_per_token.items()}
+
+    def flat(self) -> dict:
+        out = {"N": self.N, "N_nonembed": self.N_nonembed, "D": self.D, "steps": self.steps,
+               "batch_tokens": self.batch_tokens, "tokens_per_param": self.D / self.N}
+        c = self.C
+        out.update(C=c["6N"], C_attn=c["6N_attn"], C_kaplan=c["kaplan"])
+        out.update({f"flops_per_token/{k}": v for k, v in self.flops_per_token.items()})
+        return out
+
+    def asdict(self) -> dict:
+        return asdict(self)
+
+
+def flops_per_token(m: ModelConfig, vocab_size: int) -> dict:
+    n, n_ne = param_counts(m, vocab_size)
+    attn = 6 * m.n_layer * m.n_positions * m.n_embd
+    return {"6N": 6 * n, "6N_attn": 6 * n + attn, "kaplan": 6 * n_ne}
+
+
+def budget_kind(b: BudgetConfig) -> str:
+    """Which field sets D: the most specific one given wins (flops, then tokens_per_param, then tokens),
+    so a sweep over C or D/N needs no `budget.tokens=null` beside it."""
+    for key in ("flops", "tokens_per_param", "tokens"):
+        if getattr(b, key) is not None:
+            return key
+    raise HarnessError("no token budget: set budget.tokens, budget.tokens_per_param or budget.flops")
+
+
+def budget_tokens(b: BudgetConfig, m: ModelConfig, vocab_size: int) -> float:
+    """The requested D in tokens, before rounding to whole steps."""
+    kind = budget_kind(b)
+    if b.convention not in CONVENTIONS:
+        raise HarnessError(f"budget.convention={b.convention!r} is not one of {CONVENTIONS}")
+    value = getattr(b, kind)
+    if not value > 0:
+        raise HarnessError(f"budget.{kind}={value} must be positive")
+    n, n_ne = param_counts(m, vocab_size)
+    if kind == "tokens":
+        return float(value)
+    if kind == "tokens_per_param":
+        return value * (n_ne if b.convention == "kaplan" else n)
+    return value / flops_per_token(m, vocab_size)[b.convention]
+
+
+def derive(m: ModelConfig, vocab_size: int, b: BudgetConfig, batch_tokens: int) -> Derived:
+    validate_model(m, vocab_size)
+    tokens = budget_tokens(b, m, vocab_size)
+    if tokens < batch_tokens:
+        raise HarnessError(f"token budget {tokens:.0f} is smaller than one batch of {batch_tokens} tokens")
+    steps = max(1, round(tokens / batch_tokens))
+    n, n_ne = param_counts(m, vocab_size)
+    return Derived(n, n_ne, flops_per_token(m, vocab_size), batch_tokens, steps, steps * batch_tokens)

@@ -1,0 +1,135 @@
+"""Thin Hydra entry points: compose the config, convert it to dataclasses, call importable functions.
+
+conf/ lives at the top of the repository, so the apps find it beside the package: this supports a
+source checkout and `pip install -e .` (the README's install), and says so clearly otherwise.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from harness.config import Config, register
+from harness.errors import HarnessError
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def to_config(cfg: DictConfig) -> Config:
+    return OmegaConf.to_object(cfg)
+
+
+def compose(overrides: list[str]) -> Config:
+    """The Config `harness-train OVERRIDES` would run, for scripts and tests."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    register()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return to_config(hydra_compose("config", overrides=list(overrides)))
+
+
+def _check_conf() -> None:
+    if not (CONF_DIR / "config.yaml").is_file():
+        sys.exit(f"harness: error: {CONF_DIR} not found; install from a checkout with `pip install -e .`")
+
+
+def _gpu_for_job(cfg: Config) -> None:
+    """Parallel launchers on a multi-GPU box: job k trains on GPU k mod count."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if cfg.device != "auto":
+        return
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count > 1:
+        cfg.device = f"cuda:{HydraConfig.get().job.num % count}"
+
+
+def _train_task(dcfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    cfg = to_config(dcfg)
+    try:
+        _train_one(cfg, multirun)
+    except HarnessError as e:
+        print(f"harness-train: error: {e}", file=sys.stderr)
+        if not multirun:
+            sys.exit(2)
+    except Exception as e:  # noqa: BLE001  a crashed cell must not stop the sweep
+        if not multirun:
+            raise
+        print(f"harness-train: cell crashed: {type(e).__name__}: {e}", file=sys.stderr)
+
+
+def _train_one(cfg: Config, multirun: bool) -> None:
+    from harness import hparams, sweep
+
+    try:
+        hparams.resolve(cfg)  # invalid shapes and budgets fail here, before torch is imported
+        from harness import train
+
+        if multirun:
+            _gpu_for_job(cfg)
+        train.run(cfg)
+    except Exception as e:
+        if multirun and not getattr(e, "recorded", False):  # failed before its cell directory existed
+            from hydra.core.hydra_config import HydraConfig
+
+            sweep.record_invalid(cfg, list(HydraConfig.get().overrides.task), str(e))
+        raise
+
+
+def train_main() -> None:
+    _check_conf()
+    register()
+    main = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")(_train_task)
+    _exit_on_config_error(main)
+
+
+def plan_main() -> None:
+    _check_conf()
+    register()
+    from harness import plan
+
+    try:
+        plan.main(sys.argv[1:], CONF_DIR)
+    except HarnessError as e:
+        _die("harness-plan", str(e))
+    except Exception as e:  # noqa: BLE001  Hydra composition errors
+        if type(e).__module__.split(".")[0] not in ("hydra", "omegaconf"):
+            raise
+        _die("harness-plan", one_line(e))
+
+
+def _die(prog: str, message: str) -> None:
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _exit_on_config_error(main) -> None:
+    """Hydra's composition errors (unknown option, unknown key, wrong type) as one line, exit 2."""
+    import os
+
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let them reach us instead of Hydra's multi-line report
+    try:
+        main()
+    except Exception as e:  # noqa: BLE001  only composition errors get here; jobs catch their own
+        _die("harness-train", one_line(e))
+
+
+def one_line(e: BaseException) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    text = lines[0] if lines else type(e).__name__
+    if "Available options" in str(e):
+        options = lines[2:lines.index("Config search path:")] if "Config search path:" in lines else lines[2:]
+        text += " (options: " + ", ".join(options) + ")"
+    cause = e.__cause__
+    if cause is not None and str(cause).strip():
+        text += ": " + str(cause).strip().splitlines()[0]
+    return text

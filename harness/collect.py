@@ -1,0 +1,210 @@
+"""Read runs back (sweep directory of wandb offline runs, wandb project, or CSV) into one table.
+
+`collect` returns every record (finished or not) as a tidy table; `fit_table` keeps finished
+runs, picks the N/C convention and averages repeated seeds of one cell, keeping their spread.
+Everything comes from each run's logged config and summary, never from a run name.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import HarnessError
+from harness.wandb_log import read_wandb_log
+
+RUN_COLUMNS = ["run_id", "cell_id", "cell_key", "sweep", "status", "error", "N_total", "N_nonembed", "D",
+               "C", "C_kaplan", "loss", "epochs", "seed", "schedule", "model", "source"]
+# Summary keys cross-checked between summary.json and the wandb log.
+_CHECK_KEYS = ("val/loss", "N", "D", "C")
+
+
+def _record(summary: dict, *, run_id, status, error=None, cell_id=None, sweep=None, source=""):
+    """One tidy row from the training side's flat summary dict."""
+    s = summary
+
+    def num(key):
+        v = s.get(key)
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan
+
+    N, N_ne, D = num("N"), num("N_nonembed"), num("D")
+    C = num("C") if np.isfinite(num("C")) else 6 * N * D
+    C_k = num("C_kaplan") if np.isfinite(num("C_kaplan")) else 6 * N_ne * D
+    return {"run_id": str(run_id), "cell_id": s.get("cell_id", cell_id), "cell_key": s.get("cell_key"),
+            "sweep": s.get("sweep", sweep), "status": status, "error": error,
+            "N_total": N, "N_nonembed": N_ne, "D": D, "C": C, "C_kaplan": C_k,
+            "loss": num("val/loss"), "epochs": num("epochs"), "seed": s.get("seed"),
+            "schedule": s.get("schedule"), "model": s.get("model"), "source": str(source)}
+
+
+def _cross_check(a: dict, b: dict, where: str, warnings: list) -> None:
+    for k in _CHECK_KEYS:
+        x, y = a.get(k), b.get(k)
+        if isinstance(x, (int, float)) and isinstance(y, (int, float)):
+            if not np.isclose(x, y, rtol=1e-6, equal_nan=True):
+                warnings.append(f"{where}: {k} differs between wandb log ({x}) and "
+                                f"summary.json ({y}); using the wandb log")
+
+
+def _wandb_file(run_dir: Path) -> Path | None:
+    logs = sorted(run_dir.glob("wandb/offline-run-*/run-*.wandb"))
+    return logs[-1] if logs else None  # the latest attempt if a run was restarted
+
+
+def read_directory(root: Path, warnings: list) -> list[dict]:
+    """Every run under a sweep directory: summary.json files, found recursively."""
+    rows, seen = [], set()
+    for sj in sorted(root.rglob("summary.json")):
+        run_dir = sj.parent
+        try:
+            meta = json.loads(sj.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            warnings.append(f"{sj}: unreadable ({exc}); skipped")
+            continue
+        summary = dict(meta.get("summary") or {})
+        # summary.json is written after wandb finishes, so its status is the authoritative one
+        status = meta.get("status", summary.get("status", "unknown"))
+        wb = _wandb_file(run_dir)
+        if wb is not None:
+            seen.add(wb.resolve())
+            _, wb_summary, _ = read_wandb_log(wb)
+            if status == "finished":  # an interrupted run's log legitimately lags behind
+                _cross_check(wb_summary, summary, str(run_dir), warnings)
+            summary = {**summary, **wb_summary}
+        rows.append(_record(summary, run_id=meta.get("run_id") or run_dir.name, status=status,
+                            error=meta.get("error"), cell_id=meta.get("cell_id"),
+                            sweep=meta.get("sweep"), source=wb or sj))
+    for wb in sorted(root.rglob("run-*.wandb")):  # offline logs without a summary.json
+        if wb.resolve() not in seen:
+            _, summary, _ = read_wandb_log(wb)
+            rows.append(_record(summary, run_id=wb.stem.removeprefix("run-"),
+                                status=summary.get("status", "unknown"), source=wb))
+    return rows
+
+
+def _as_dict(obj) -> dict:
+    if hasattr(obj, "_json_dict"):  # wandb.Api's HTTPSummary keeps the raw dict here
+        return dict(obj._json_dict)
+    return dict(obj.items()) if hasattr(obj, "items") else dict(obj)
+
+
+def read_wandb_project(path: str, api=None, group=None, sweep=None) -> list[dict]:
+    """Runs of a wandb project through wandb.Api (pass `api` to inject a recorded fake)."""
+    if api is None:
+        import wandb  # imported late: only this source needs it and it is slow to import
+
+        api = wandb.Api()
+    filters = {k: v for k, v in (("group", group), ("sweep", sweep)) if v}
+    rows = []
+    for run in api.runs(path, filters=filters or None):
+        summary = _as_dict(run.summary)
+        # A diverged run still ends in wandb state "finished"; the training side's own status in
+        # the summary says which; any other wandb state (crashed, failed, running) wins.
+        status = summary.get("status", "finished") if run.state == "finished" else run.state
+        rows.append(_record(summary, run_id=run.id, status=status,
+                            cell_id=summary.get("cell_id"), sweep=getattr(run, "group", None),
+                            source=f"wandb:{path}/{run.id}"))
+    return rows
+
+
+def read_csv(path: Path, columns: dict) -> list[dict]:
+    """A CSV table; columns maps N, D, C, loss to the file's column names (D or C needed)."""
+    try:
+        df = pd.read_csv(path)
+    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise HarnessError(f"cannot read CSV {path}: {exc}") from None
+    col = {k: columns.get(k) or k for k in ("N", "D", "C", "loss")}
+    need = ["N", "loss"] + (["D"] if col["D"] in df.columns else ["C"])
+    missing = [col[k] for k in need if col[k] not in df.columns]
+    if missing:
+        raise HarnessError(f"CSV {path} lacks column(s) {missing} (has {list(df.columns)}); "
+                           "map names with col_N=, col_D=, col_C=, col_loss=")
+    for k in need:
+        x = pd.to_numeric(df[col[k]], errors="coerce").to_numpy(float)
+        bad = np.flatnonzero(~np.isfinite(x) | (x <= 0))
+        if len(bad):
+            raise HarnessError(f"CSV {path}: column {col[k]!r} has NaN or non-positive values "
+                               f"(first at data row {bad[0] + 1})")
+    N = df[col["N"]].to_numpy(float)
+    D = df[col["D"]].to_numpy(float) if "D" in need else df[col["C"]].to_numpy(float) / (6 * N)
+    rows = []
+    for i in range(len(df)):
+        rows.append(_record({"N": N[i], "D": D[i], "C": 6 * N[i] * D[i],
+                             "val/loss": float(df[col["loss"]].iloc[i])},
+                            run_id=f"row{i + 1}", status="finished", source=path))
+    return rows
+
+
+def collect(source: str, *, columns=None, api=None, group=None, sweep=None) -> tuple:
+    """(runs table, warnings) from a sweep directory, `wandb:ENTITY/PROJECT` or a CSV file."""
+    warnings: list[str] = []
+    if source.startswith("wandb:"):
+        rows = read_wandb_project(source.removeprefix("wandb:"), api, group, sweep)
+    else:
+        path = Path(source)
+        if path.is_dir():
+            rows = read_directory(path, warnings)
+        elif path.is_file():
+            rows = read_csv(path, columns or {})
+        else:
+            raise HarnessError(f"runs={source}: no such directory or file")
+    if not rows:
+        raise HarnessError(f"no runs found in {source}")
+    return pd.DataFrame(rows, columns=RUN_COLUMNS), warnings
+
+
+def _exclusion_reason(row, n_col: str, c_col: str) -> str | None:
+    if row["status"] != "finished":
+        return f"status {row['status']}" + (f": {row['error']}" if row["error"] else "")
+    for k in (n_col, "D", c_col, "loss"):
+        v = row[k]
+        if not (np.isfinite(v) and v > 0):
+            return f"finished but {k} is missing, NaN or non-positive"
+    return None
+
+
+def fit_table(runs: pd.DataFrame, n_convention="total", drop_highest=0, schedule="all") -> tuple:
+    """(fit table, excluded list): finished runs, one row per cell, seeds averaged.
+
+    n_convention picks N = total or non-embedding params and C from the matching column
+    (C = 6 N D, or Kaplan's 6 N_nonembed D). drop_highest removes the k highest-loss points
+    (Epoch's filter on the Chinchilla data removes 5). schedule keeps only runs trained with
+    that LR schedule ("cosine" or "wsd"; "all" keeps every run)."""
+    if n_convention not in ("total", "nonembed"):
+        raise HarnessError(f"n_convention must be total or nonembed, got {n_convention!r}")
+    n_col, c_col = ("N_total", "C") if n_convention == "total" else ("N_nonembed", "C_kaplan")
+    if schedule != "all":
+        if schedule not in ("cosine", "wsd"):
+            raise HarnessError(f"schedule must be all, cosine or wsd, got {schedule!r}")
+        runs = runs[runs["schedule"] == schedule]
+    # A plain list: DataFrame.apply would turn the None of good rows into NaN.
+    reasons = [_exclusion_reason(row, n_col, c_col) for _, row in runs.iterrows()]
+    excluded = [{"run_id": r.run_id, "status": r.status, "reason": why}
+                for r, why in zip(runs.itertuples(), reasons) if why]
+    ok = runs[[why is None for why in reasons]].copy()
+    ok["N"], ok["C"] = ok[n_col], ok[c_col]
+    # Seeds of one cell share its cell_key (the config without the seed); runs logged without one
+    # fall back to their (N, D, schedule).
+    # (pandas 3 turns str(None) into NA, hence the plain-Python keys)
+    nd = [f"{n:g}|{d:g}" for n, d in zip(ok["N"], ok["D"])]
+    key = [k if isinstance(k, str) else f"{x}|{s}" for k, x, s in zip(ok["cell_key"], nd, ok["schedule"])]
+    ok["cell"] = [c if isinstance(c, str) else x for c, x in zip(ok["cell_id"], nd)]
+    table = ok.groupby(key, sort=False).agg(
+        cell=("cell", "first"),
+        N=("N", "first"), N_total=("N_total", "first"), N_nonembed=("N_nonembed", "first"),
+        D=("D", "first"), C=("C", "mean"), loss=("loss", "mean"), loss_std=("loss", "std"),
+        n_seeds=("loss", "size"), epochs=("epochs", "mean"), schedule=("schedule", "first"),
+        run_id=("run_id", lambda s: ",".join(s)), status=("status", "first"))
+    table = table.reset_index(drop=True).sort_values(["C", "N"]).reset_index(drop=True)
+    if drop_highest > 0:
+        worst = table["loss"].nlargest(drop_highest).index
+        excluded += [{"run_id": table.loc[i, "run_id"], "status": "finished",
+                      "reason": f"drop_highest={drop_highest} (loss {table.loc[i, 'loss']:.4g})"}
+                     for i in worst]
+        table = table.drop(index=worst).reset_index(drop=True)
+    if table.empty:
+        raise HarnessError("no finished runs with valid N, D, C and loss to fit")
+    return table, excluded

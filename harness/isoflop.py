@@ -1,0 +1,163 @@
+"""Chinchilla approaches 1 and 2 and Kaplan-style single-variable power laws (numpy only, no I/O).
+
+Approach 2 (Hoffmann et al. 2022, sec. 3.2): at each compute budget fit a parabola of loss in
+log N, take its minimum, then fit N*(C) ∝ C^a and D*(C) ∝ C^b across budgets.
+Approach 1: the lower envelope of final loss over C and the (N, D) that attain it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MIN_PER_BUDGET = 3  # a parabola needs three distinct N
+
+
+def group_budgets(C, tol_dex=0.02) -> np.ndarray:
+    """Label points by compute budget: sorted log10 C splits where a gap exceeds tol_dex.
+
+    Real sweeps plan a few budgets but C = 6ND drifts a little from rounding D to whole steps
+    (and Epoch's SVG extraction adds read-out noise), so exact equality would split budgets."""
+    logC = np.log10(np.asarray(C, float))
+    order = np.argsort(logC)
+    labels = np.empty(len(logC), int)
+    labels[order] = np.concatenate([[0], np.cumsum(np.diff(logC[order]) > tol_dex)])
+    return labels
+
+
+def _parabolas(x, y, labels, weights):
+    """Weighted quadratic fits y ~ p0 + p1 x + p2 x^2 per label, batched over weight rows.
+
+    weights: (R, n) bootstrap counts (or ones). Returns {label: (R, 3) coefficients}."""
+    out = {}
+    for g in np.unique(labels):
+        m = labels == g
+        X = np.column_stack([np.ones(m.sum()), x[m], x[m] ** 2])
+        W = weights[:, m]
+        XtWX = np.einsum("ri,ij,ik->rjk", W, X, X)
+        XtWy = np.einsum("ri,ij,i->rj", W, X, y[m])
+        coef = np.full((len(W), 3), np.nan)
+        ok = np.linalg.matrix_rank(XtWX) == 3  # resample kept < 3 distinct N in this budget
+        if ok.any():
+            coef[ok] = np.linalg.solve(XtWX[ok], XtWy[ok][..., None])[..., 0]
+        out[g] = coef
+    return out
+
+
+def _power_law(C, Y):
+    """Slope and intercept of log Y = k log C + c (least squares), None if < 2 points."""
+    C, Y = np.asarray(C, float), np.asarray(Y, float)
+    if len(C) < 2 or np.ptp(np.log(C)) == 0:
+        return None
+    k, c = np.polyfit(np.log(C), np.log(Y), 1)
+    return float(k), float(c)
+
+
+def isoflop(N, L, C, weights=None, tol_dex=0.02) -> dict | None:
+    """Approach 2. Returns budgets, rejected budgets (with reason), exponents a and b.
+
+    A budget whose parabola opens downward or whose minimum lies outside the N range sampled at
+    that budget is rejected: the optimum there is an extrapolation, not a measurement."""
+    N, L, C = (np.asarray(v, float) for v in (N, L, C))
+    labels = group_budgets(C, tol_dex)
+    keep = np.isin(labels, [g for g in np.unique(labels)
+                            if len(np.unique(N[labels == g])) >= MIN_PER_BUDGET])
+    if not keep.any():
+        return None
+    x = np.log(N[keep])
+    w = np.ones((1, keep.sum())) if weights is None else np.asarray(weights, float)[None, keep]
+    coefs = _parabolas(x, L[keep], labels[keep], w)
+    budgets, rejected = [], []
+    for g, coef in coefs.items():
+        m = labels == g
+        Cg = float(np.exp(np.log(C[m]).mean()))  # geometric mean: the budget's nominal C
+        p0, p1, p2 = coef[0]
+        xs = -p1 / (2 * p2) if p2 > 0 else np.nan
+        lo, hi = np.log(N[m]).min(), np.log(N[m]).max()
+        if not p2 > 0:
+            rejected.append({"C": Cg, "n_points": int(m.sum()), "reason": "no minimum (concave)"})
+        elif not lo < xs < hi:
+            rejected.append({"C": Cg, "n_points": int(m.sum()),
+                             "reason": "minimum at the edge of the sampled N range"})
+        else:
+            N_opt = float(np.exp(xs))
+            budgets.append({"C": Cg, "N_opt": N_opt, "D_opt": Cg / (6 * N_opt),
+                            "loss_opt": float(p0 + p1 * xs + p2 * xs**2),
+                            "n_points": int(m.sum())})
+    out = {"budgets": budgets, "rejected": rejected, "a": None, "b": None}
+    fa = _power_law([b["C"] for b in budgets], [b["N_opt"] for b in budgets])
+    fb = _power_law([b["C"] for b in budgets], [b["D_opt"] for b in budgets])
+    if fa and fb and len(budgets) >= 2:
+        out["a"], out["b"] = fa[0], fb[0]
+        out["a_intercept"], out["b_intercept"] = fa[1], fb[1]
+    return out
+
+
+def isoflop_bootstrap(N, L, C, counts, tol_dex=0.02) -> dict:
+    """Bootstrap samples of the approach-2 exponents a and b from (R, n) resample counts.
+
+    Budgets are those accepted on the full data; a resample whose minimum leaves the sampled
+    range at some budget drops that budget for that resample only."""
+    N, L, C = (np.asarray(v, float) for v in (N, L, C))
+    full = isoflop(N, L, C, tol_dex=tol_dex)
+    if not full or full["a"] is None:
+        return {}
+    labels = group_budgets(C, tol_dex)
+    keep_g = [labels[np.argmin(np.abs(np.log(C) - np.log(b["C"])))] for b in full["budgets"]]
+    keep = np.isin(labels, keep_g)
+    coefs = _parabolas(np.log(N[keep]), L[keep], labels[keep], np.asarray(counts)[:, keep])
+    logC = np.array([np.log(C[labels == g]).mean() for g in keep_g])
+    xs = np.full((len(counts), len(keep_g)), np.nan)
+    for j, g in enumerate(keep_g):
+        p = coefs[g]
+        lo, hi = np.log(N[labels == g]).min(), np.log(N[labels == g]).max()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x = -p[:, 1] / (2 * p[:, 2])
+        xs[:, j] = np.where((p[:, 2] > 0) & (x > lo) & (x < hi), x, np.nan)
+    a = np.full(len(counts), np.nan)
+    b = np.full(len(counts), np.nan)
+    for r in range(len(counts)):
+        ok = np.isfinite(xs[r])
+        if ok.sum() >= 2:
+            a[r] = np.polyfit(logC[ok], xs[r, ok], 1)[0]
+            # D* = C/(6 N*), so log D* = log C - log N* - log 6 and b = 1 - a per resample
+            b[r] = 1.0 - a[r]
+    return {"a": a, "b": b}
+
+
+def envelope(N, D, L, C) -> dict:
+    """Approach 1: runs on the lower envelope of loss over C (each beats every cheaper run)."""
+    N, D, L, C = (np.asarray(v, float) for v in (N, D, L, C))
+    order = np.argsort(C, kind="stable")
+    prev_min = np.minimum.accumulate(np.concatenate([[np.inf], L[order][:-1]]))
+    idx = order[L[order] < prev_min]
+    out = {"points": [{"C": float(C[i]), "N": float(N[i]), "D": float(D[i]),
+                       "loss": float(L[i])} for i in idx], "a": None, "b": None}
+    if len(np.unique(C[idx])) >= 3:
+        out["a"] = _power_law(C[idx], N[idx])[0]
+        out["b"] = _power_law(C[idx], D[idx])[0]
+    return out
+
+
+def kaplan_laws(N, D, L, C, min_span_dex=0.5) -> dict:
+    """Kaplan et al. (2020)-style pure power laws L = (X_c / X)^alpha_X for X in N, D, C.
+
+    L(N) uses the best loss at each N (the least data-limited run), L(D) the best at each D,
+    L(C) the approach-1 envelope. Only fitted with >= 3 distinct X spanning min_span_dex."""
+    N, D, L, C = (np.asarray(v, float) for v in (N, D, L, C))
+    env = envelope(N, D, L, C)["points"]
+    series = {"N": _best_per(N, L), "D": _best_per(D, L),
+              "C": (np.array([p["C"] for p in env]), np.array([p["loss"] for p in env]))}
+    out = {}
+    for name, (X, Y) in series.items():
+        if len(np.unique(X)) < 3 or np.log10(X.max() / X.min()) < min_span_dex:
+            continue
+        k, c = _power_law(X, Y)
+        alpha = -k
+        out[name] = {"alpha": alpha, "X_c": float(np.exp(c / alpha)) if alpha > 0 else None,
+                     "n_points": int(len(X))}
+    return out
+
+
+def _best_per(X, L):
+    ux = np.unique(X)
+    return ux, np.array([L[X == u].min() for u in ux])

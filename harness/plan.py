@@ -1,0 +1,170 @@
+"""`harness-plan sweep=NAME`: the cells a sweep will train, their cost, and design warnings (torch-free).
+
+It composes each cell exactly as `harness-train -m` would, so what it prints is what will run.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+
+from harness import cells, hparams
+from harness.config import Config
+from harness.errors import HarnessError
+
+MAX_EPOCHS = 4.0  # Muennighoff et al. (2023): up to ~4 epochs of repetition costs little
+MIN_LOG_SPREAD = 0.25  # std of ln(D/N) below this: alpha and beta are not separately identifiable
+TOKENS_PER_PARAM_OPT = 20.0  # Hoffmann et al. (2022) rule of thumb, to place IsoFLOP minima
+# Wall time per cell ~ D * per_token_s + C_attn / flops_per_s, fitted to this harness's runs on
+# 2 CPU cores (gpt2-20k..800k: 60k..16k tokens/s); an H100 guess until runs exist to fit.
+DEFAULT_SPEED = {"cpu": (1.3e-5, 1.4e11), "cuda": (2e-8, 2e14)}
+
+
+@dataclass
+class Row:
+    cell: str
+    cfg: Config | None
+    values: dict  # N, D, C, ... or {"error": message}
+
+
+def sweep_overrides(argv: list[str], conf_dir: Path) -> tuple[list[str], list[list[str]]]:
+    """Fixed overrides and the expanded sweep axes (command line and the preset's sweeper params)."""
+    parser = OverridesParser.create()
+    plain = [ov.input_line for ov in parser.parse_overrides(argv) if not ov.is_sweep_override()]
+    with initialize_config_dir(str(conf_dir), version_base="1.3"):
+        base = compose("config", overrides=plain, return_hydra_config=True)
+    params = base.hydra.sweeper.params
+    params = OmegaConf.to_container(params) if params else {}
+    given = {a.split("=", 1)[0] for a in argv}  # the command line wins over the preset, as in Hydra
+    items = [f"{k}={v}" for k, v in params.items() if k not in given] + list(argv)
+    fixed, axes = [], []
+    for ov in parser.parse_overrides(items):
+        if ov.is_sweep_override():
+            axes.append([f"{ov.get_key_element()}={v}" for v in ov.sweep_string_iterator()])
+        else:
+            fixed.append(ov.input_line)
+    return fixed, axes
+
+
+def cells_of(argv: list[str], conf_dir: Path) -> list[Row]:
+    fixed, axes = sweep_overrides(argv, conf_dir)
+    rows = []
+    with initialize_config_dir(str(conf_dir), version_base="1.3"):
+        for combo in itertools.product(*axes):
+            overrides = fixed + list(combo)
+            cfg: Config = OmegaConf.to_object(compose("config", overrides=overrides))
+            try:
+                d, hp = hparams.resolve(cfg)
+            except HarnessError as e:
+                rows.append(Row(" ".join(combo), None, {"error": str(e)}))
+                continue
+            cid = cells.cell_id(cfg, d.D)
+            rows.append(Row(cid, cfg, {**d.flat(), **hp, "status": _status(cfg, cid)}))
+    return rows
+
+
+def _status(cfg: Config, cid: str) -> str:
+    rec = cells.read_summary(cells.run_dir(cfg, cid))
+    return rec["status"] if rec else "todo"
+
+
+def speed_model(results_dir: Path, device: str) -> tuple[tuple[float, float], str]:
+    """(seconds per token, FLOP/s) fitted to finished runs under results_dir, else the default."""
+    import numpy as np
+
+    rows = []
+    for path in results_dir.glob("*/*/summary.json"):
+        s = json.loads(path.read_text()).get("summary", {})
+        if s.get("status") == "finished" and s.get("train_s"):
+            rows.append((s["D"], s["C_attn"], s["train_s"]))
+    if len(rows) >= 4:
+        X = np.array([[d, c] for d, c, _ in rows], float)
+        coef, *_ = np.linalg.lstsq(X, np.array([t for *_, t in rows]), rcond=None)
+        if (coef > 0).all():
+            return (coef[0], 1 / coef[1]), f"fitted to {len(rows)} finished runs in {results_dir}"
+    return DEFAULT_SPEED[device], f"default for {device}"
+
+
+def seconds(values: dict, speed: tuple[float, float]) -> float:
+    return values["D"] * speed[0] + values["C_attn"] / speed[1]
+
+
+def design_warnings(rows: list[Row], unique_tokens: int | None) -> list[str]:
+    ok = [r for r in rows if r.cfg is not None]
+    out = [f"cell {r.cell} is invalid: {r.values['error']}" for r in rows if r.cfg is None]
+    if len(ok) >= 2:
+        ratios = [math.log(r.values["D"] / r.values["N"]) for r in ok]
+        mean = sum(ratios) / len(ratios)
+        spread = math.sqrt(sum((x - mean) ** 2 for x in ratios) / len(ratios))
+        if spread < MIN_LOG_SPREAD:
+            out.append(f"D/N is nearly constant across cells (std of ln(D/N) = {spread:.3f}): "
+                       "alpha and beta cannot be identified separately; vary D at fixed N")
+    budgets: dict[float, list[int]] = {}
+    for r in ok:
+        if r.cfg.budget.flops is not None:
+            budgets.setdefault(r.cfg.budget.flops, []).append(r.values["N"])
+    for c, sizes in sorted(budgets.items()):
+        if len(set(sizes)) < 3:
+            out.append(f"IsoFLOP budget C={c:.3g} has {len(set(sizes))} sizes; a parabola needs >= 3")
+            continue
+        guess = math.sqrt(c / (6 * TOKENS_PER_PARAM_OPT))
+        nearest = min(sorted(set(sizes)), key=lambda n: abs(math.log(n / guess)))
+        if nearest in (min(sizes), max(sizes)):
+            out.append(f"IsoFLOP budget C={c:.3g}: the minimum (~N={guess:.3g} at D/N={TOKENS_PER_PARAM_OPT:g}) "
+                       f"is likely at the edge of sizes {min(sizes):.3g}..{max(sizes):.3g}")
+    if unique_tokens:
+        for r in ok:
+            epochs = r.values["D"] / unique_tokens
+            if epochs > MAX_EPOCHS:
+                out.append(f"cell {r.cell} repeats its data {epochs:.1f} epochs (> {MAX_EPOCHS:g})")
+    return out
+
+
+def _unique_tokens(rows: list[Row]) -> int | None:
+    from harness import data
+
+    first = next((r.cfg for r in rows if r.cfg is not None), None)
+    try:
+        return data.prepare(first.data).train_tokens if first else None
+    except HarnessError:
+        return None
+
+
+def table(rows: list[Row], unique_tokens: int | None, speed: tuple[float, float]) -> list[str]:
+    lines = [f"{'cell':44s} {'N':>10s} {'N_nonemb':>10s} {'D':>11s} {'C(6N)':>9s} {'D/N':>7s} "
+             f"{'epochs':>6s} {'est':>7s}  status"]
+    for r in rows:
+        if r.cfg is None:
+            lines.append(f"{r.cell:44s} invalid: {r.values['error']}")
+            continue
+        v = r.values
+        ep = f"{v['D'] / unique_tokens:6.2f}" if unique_tokens else "     ?"
+        lines.append(f"{r.cell:44s} {v['N']:>10,d} {v['N_nonembed']:>10,d} {v['D']:>11,d} {v['C']:9.2e} "
+                     f"{v['D'] / v['N']:7.1f} {ep} {seconds(v, speed):6.0f}s  {v['status']}")
+    return lines
+
+
+def main(argv: list[str], conf_dir: Path) -> list[str]:
+    """Print the plan; returns the warnings (tests read them)."""
+    rows = cells_of(argv, conf_dir)
+    ok = [r for r in rows if r.cfg is not None]
+    unique = _unique_tokens(rows)
+    device = "cuda" if ok and ok[0].cfg.device.startswith("cuda") else "cpu"
+    speed, source = speed_model(Path(ok[0].cfg.results_dir) if ok else Path("."), device)
+    print("\n".join(table(rows, unique, speed)))
+    todo = [r for r in ok if r.values["status"] not in cells.DONE]
+    total_c = sum(r.values["C"] for r in ok)
+    secs = sum(seconds(r.values, speed) for r in todo)
+    print(f"\n{len(rows)} cells ({len(todo)} to run), total C={total_c:.3g} FLOPs (6N), "
+          f"estimated {secs / 60:.1f} min to run (speed {source}); "
+          f"unique training tokens: {unique if unique else 'unknown'}")
+    warnings = design_warnings(rows, unique)
+    for w in warnings:
+        print(f"warning: {w}")
+    return warnings

@@ -1,0 +1,50 @@
+"""Sweep bookkeeping across launchers: failures that never reached a cell directory, and the final report.
+
+Every launcher (sequential, joblib, submitit) writes to the same results_dir, so the report at the
+end of a multirun reads statuses from disk rather than from one process's memory.
+"""
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sys
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from harness import cells
+from harness.config import Config, to_dict
+
+INVALID_PREFIX = "invalid-"
+
+
+def record_invalid(cfg: Config, overrides: list[str], error: str) -> None:
+    """A cell that failed before training started: keep a record the sweep report can find."""
+    key = hashlib.sha256(" ".join(sorted(overrides)).encode()).hexdigest()[:8]
+    directory = Path(cfg.results_dir) / cfg.sweep.name / f"{INVALID_PREFIX}{key}"
+    cells.write_summary(directory, {"run_id": None, "cell_id": directory.name, "sweep": cfg.sweep.name,
+                                    "status": "failed", "error": error, "overrides": overrides,
+                                    "config": to_dict(cfg), "summary": {"status": "failed"}})
+
+
+class SweepReport(Callback):
+    """Prints each cell's status after a multirun; exits non-zero if any cell did not finish."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        for old in self._dir(config).glob(f"{INVALID_PREFIX}*"):  # re-recorded if still invalid
+            shutil.rmtree(old, ignore_errors=True)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        statuses = cells.sweep_status(self._dir(config))
+        bad = {cid: s for cid, s in statuses.items() if s != "finished"}
+        print(f"sweep {config.sweep.name}: {len(statuses) - len(bad)}/{len(statuses)} cells finished")
+        for cid, status in bad.items():
+            rec = cells.read_summary(self._dir(config) / cid) or {}
+            print(f"  {status:9s} {cid}: {rec.get('error') or ''}".rstrip())
+        if bad:
+            sys.exit(1)
+
+    @staticmethod
+    def _dir(config: DictConfig) -> Path:
+        return Path(config.results_dir) / config.sweep.name

@@ -1,0 +1,55 @@
+"""One wandb run per training run, plus summary.json beside it (what `harness-fit` reads).
+
+wandb's offline `.wandb` log holds config, history and summary; summary.json repeats config and
+summary so a run's status is on disk from its first second and survives a SIGKILL.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from harness import cells
+from harness.config import Config, to_dict
+
+
+class Tracker:
+    def __init__(self, cfg: Config, directory: Path, cid: str, derived: dict):
+        self.dir, self.t0 = directory, time.time()
+        shutil.rmtree(directory / "wandb", ignore_errors=True)  # a crashed attempt's partial log
+        self.record = {"run_id": None, "cell_id": cid, "sweep": cfg.sweep.name, "status": "running",
+                       "error": None, "config": to_dict(cfg), "summary": dict(derived)}
+        self.run = None
+        if cfg.wandb.mode != "disabled":
+            self.run = _init_wandb(cfg, directory, cid, {**self.record["config"], "derived": derived})
+            self.record["run_id"] = self.run.id
+        cells.write_summary(directory, self.record)
+
+    def log(self, metrics: dict, step: int) -> None:
+        if self.run is not None:
+            self.run.log(metrics, step=step)
+
+    def finish(self, status: str, summary: dict, error: str | None = None) -> dict:
+        s = self.record["summary"]
+        s.update(summary)
+        s.update(status=status, wall_s=round(time.time() - self.t0, 2))
+        self.record.update(status=status, error=error)
+        if self.run is not None:
+            self.run.summary.update(s)
+            self.run.finish(exit_code=0 if status == "finished" else 1)
+        cells.write_summary(self.dir, self.record)
+        return self.record
+
+
+def _init_wandb(cfg: Config, directory: Path, cid: str, config: dict):
+    import wandb
+
+    os.environ.setdefault("WANDB_SILENT", "true")
+    settings = wandb.Settings(
+        console="off", x_disable_stats=True, x_save_requirements=False,
+        x_transaction_log_flush_interval=1.0)  # default 15 s: a killed run would leave an empty log
+    return wandb.init(
+        project=cfg.wandb.project, entity=cfg.wandb.entity, group=cfg.sweep.name, name=cid,
+        job_type="train", dir=str(directory), mode=cfg.wandb.mode, config=config,
+        settings=settings, reinit="finish_previous")

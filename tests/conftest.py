@@ -1,0 +1,36 @@
+"""Shared helpers: compose configs exactly as the CLI does; run the CLI as a user would."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.cli import compose
+from harness.config import Config
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def make_config(*overrides: str) -> Config:
+    return compose(list(overrides))
+
+
+def cli(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run a console script the way a user does (via this interpreter, so no PATH assumptions)."""
+    prog, rest = args[0], list(args[1:])
+    entry = {"harness-train": "train_main", "harness-plan": "plan_main"}[prog]
+    code = f"import sys; sys.argv[0] = {prog!r}; from harness.cli import {entry}; {entry}()"
+    return subprocess.run([sys.executable, "-c", code, *rest], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """A 20k-parameter model on 30k tokens of the default corpus: a few seconds on 2 cores."""
+    return make_config("model=gpt2-20k", "budget.tokens=30000", "data.val_tokens=8192", "evals=1",
+                       f"results_dir={tmp_path / 'results'}")

@@ -1,0 +1,153 @@
+"""Reading runs back: sweep directories (summary.json + wandb offline logs), wandb.Api, CSV."""
+
+import json
+import os
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from harness.collect import collect, fit_table
+from harness.errors import HarnessError
+
+
+def summary(N, D, loss, seed=0, cell="c0", status="finished", N_ne=None):
+    N_ne = N_ne or int(N * 0.8)
+    return {"val/loss": loss, "train/loss": loss + 0.01, "N": N, "N_nonembed": N_ne, "D": D,
+            "C": 6 * N * D, "C_attn": 6.1 * N * D, "C_kaplan": 6 * N_ne * D, "epochs": 0.5,
+            "wall_s": 1.0, "status": status, "schedule": "cosine", "seed": seed,
+            "cell_id": cell, "sweep": "s", "arch": "gpt", "model": "tiny"}
+
+
+def write_run(root, name, s, status=None, error=None):
+    d = root / "grid" / name  # nested one level: the collector must search recursively
+    d.mkdir(parents=True)
+    (d / "summary.json").write_text(json.dumps({
+        "run_id": name, "cell_id": s["cell_id"], "sweep": "s", "status": status or s["status"],
+        "error": error, "config": {"model": {"n_layer": 2}}, "summary": s}))
+    return d
+
+
+def test_directory_seeds_averaged_and_failures_listed(tmp_path):
+    write_run(tmp_path, "r1", summary(1000, 10**6, 3.0, seed=0, cell="a"))
+    write_run(tmp_path, "r2", summary(1000, 10**6, 3.2, seed=1, cell="a"))
+    write_run(tmp_path, "r3", summary(2000, 10**6, 2.9, cell="b"))
+    write_run(tmp_path, "r4", summary(4000, 10**6, float("nan"), cell="c", status="diverged"),
+              error="loss is NaN at step 12")
+    write_run(tmp_path, "r5", summary(8000, 10**6, 2.5, cell="d", status="running"))
+    runs, warnings = collect(str(tmp_path))
+    assert len(runs) == 5 and not warnings
+    table, excluded = fit_table(runs)
+    assert sorted(table["cell"]) == ["a", "b"]
+    a = table.set_index("cell").loc["a"]
+    assert a["loss"] == pytest.approx(3.1) and a["n_seeds"] == 2
+    assert a["loss_std"] == pytest.approx(np.std([3.0, 3.2], ddof=1))
+    assert a["C"] == pytest.approx(6 * 1000 * 10**6)
+    reasons = {e["run_id"]: e["reason"] for e in excluded}
+    assert set(reasons) == {"r4", "r5"} and "NaN at step 12" in reasons["r4"]
+
+
+def test_nonembed_convention_uses_kaplan_compute(tmp_path):
+    write_run(tmp_path, "r1", summary(1000, 10**6, 3.0, N_ne=700))
+    table, _ = fit_table(collect(str(tmp_path))[0], n_convention="nonembed")
+    assert table["N"][0] == 700 and table["C"][0] == pytest.approx(6 * 700 * 10**6)
+    with pytest.raises(HarnessError, match="n_convention"):
+        fit_table(collect(str(tmp_path))[0], n_convention="embed")
+
+
+def test_directory_reads_wandb_offline_log_and_cross_checks(tmp_path):
+    wandb = pytest.importorskip("wandb")
+    os.environ["WANDB_SILENT"] = "true"
+    s = summary(1000, 10**6, 3.0)
+    run_dir = write_run(tmp_path, "r1", {**s, "val/loss": 9.9})  # summary.json disagrees
+    run = wandb.init(mode="offline", dir=run_dir, project="t", config={"derived": s})
+    run.log({"train/loss": 3.5})
+    run.summary.update(s)
+    run.finish()
+    runs, warnings = collect(str(tmp_path))
+    assert runs["loss"][0] == 3.0 and runs["source"][0].endswith(".wandb")
+    assert len(warnings) == 1 and "val/loss differs" in warnings[0]
+
+
+# Recorded shape of wandb.Api().runs("ENTITY/PROJECT") results (no server here, so the test
+# replays it through a fake Api): each run has .id, .state, .group, .config and .summary.
+RECORDED_API_RUNS = json.loads("""[
+ {"id": "a1", "state": "finished", "group": "grid", "config": {"seed": 0},
+  "summary": {"val/loss": 3.0, "N": 1000, "N_nonembed": 800, "D": 1000000, "C": 6e9,
+              "status": "finished", "cell_id": "a", "seed": 0, "_runtime": 12.5}},
+ {"id": "a2", "state": "finished", "group": "grid", "config": {"seed": 1},
+  "summary": {"val/loss": 3.2, "N": 1000, "N_nonembed": 800, "D": 1000000, "C": 6e9,
+              "status": "finished", "cell_id": "a", "seed": 1}},
+ {"id": "b1", "state": "finished", "group": "grid", "config": {},
+  "summary": {"val/loss": "NaN", "N": 2000, "D": 1000000, "status": "diverged",
+              "cell_id": "b"}},
+ {"id": "c1", "state": "crashed", "group": "grid", "config": {},
+  "summary": {"N": 4000, "D": 1000000, "cell_id": "c"}}
+]""")
+
+
+class FakeApi:
+    def __init__(self, runs):
+        self._runs, self.calls = runs, []
+
+    def runs(self, path, filters=None):
+        self.calls.append((path, filters))
+        return [SimpleNamespace(**r) for r in self._runs]
+
+
+def test_wandb_project_through_recorded_api():
+    api = FakeApi(RECORDED_API_RUNS)
+    runs, _ = collect("wandb:me/scaling", api=api, group="grid")
+    assert api.calls == [("me/scaling", {"group": "grid"})]
+    table, excluded = fit_table(runs)
+    assert len(table) == 1 and table["loss"][0] == pytest.approx(3.1)
+    assert {e["run_id"]: e["status"] for e in excluded} == {"b1": "diverged", "c1": "crashed"}
+
+
+def test_csv_default_columns_and_C_to_D(tmp_path):
+    (tmp_path / "a.csv").write_text("N,D,loss\n1e6,2e7,3.0\n2e6,4e7,2.8\n")
+    (tmp_path / "b.csv").write_text("N,C,loss\n1e6,1.2e14,3.0\n")
+    t, _ = fit_table(collect(str(tmp_path / "a.csv"))[0])
+    assert list(t["D"]) == [2e7, 4e7] and t["C"][0] == pytest.approx(6 * 1e6 * 2e7)
+    t, _ = fit_table(collect(str(tmp_path / "b.csv"))[0])
+    assert t["D"][0] == pytest.approx(1.2e14 / 6e6)
+
+
+def test_csv_column_mapping_and_drop_highest(tmp_path):
+    (tmp_path / "x.csv").write_text("params,flops,L\n1e6,1.2e14,3.0\n2e6,2.4e14,5.0\n"
+                                    "3e6,3.6e14,2.0\n")
+    runs, _ = collect(str(tmp_path / "x.csv"), columns={"N": "params", "C": "flops",
+                                                        "loss": "L"})
+    t, excluded = fit_table(runs, drop_highest=1)
+    assert sorted(t["loss"]) == [2.0, 3.0] and "drop_highest" in excluded[0]["reason"]
+
+
+@pytest.mark.parametrize("text, match", [
+    ("N,D\n1,2\n", r"lacks column\(s\) \['loss'\]"),
+    ("N,D,loss\n1e6,2e7,nan\n", "NaN or non-positive"),
+    ("N,D,loss\n1e6,-2e7,3.0\n", "NaN or non-positive"),
+])
+def test_csv_bad_input(tmp_path, text, match):
+    (tmp_path / "bad.csv").write_text(text)
+    with pytest.raises(HarnessError, match=match):
+        collect(str(tmp_path / "bad.csv"))
+
+
+def test_missing_source():
+    with pytest.raises(HarnessError, match="no such directory or file"):
+        collect("/nonexistent/runs")
+
+
+def test_schedule_filter_and_seedless_cell_key(tmp_path):
+    cos = {**summary(1000, 10**6, 3.0), "cell_key": "k"}
+    cos2 = {**summary(1000, 10**6, 3.2, seed=1, cell="c1"), "cell_key": "k"}
+    wsd = {**summary(1000, 10**6, 3.05, cell="w"), "schedule": "wsd", "cell_key": "kw"}
+    for name, s in (("r1", cos), ("r2", cos2), ("r3", wsd)):
+        write_run(tmp_path, name, s)
+    runs, _ = collect(str(tmp_path))
+    both, _ = fit_table(runs)
+    assert len(both) == 2 and sorted(both["n_seeds"]) == [1, 2]  # seeds of one cell averaged
+    only_wsd, _ = fit_table(runs, schedule="wsd")
+    assert len(only_wsd) == 1 and only_wsd["loss"].item() == pytest.approx(3.05)
+    with pytest.raises(HarnessError):
+        fit_table(runs, schedule="linear")

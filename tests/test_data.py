@@ -1,0 +1,83 @@
+"""One datasets code path for every source; a fixed held-out split by document; tokenized once."""
+import json
+
+import numpy as np
+import pytest
+
+from harness import data
+from harness.config import DataConfig
+from harness.errors import HarnessError
+
+WORDS = "the quick brown fox jumps over a lazy dog while seven wizards quietly hum songs".split()
+
+
+def write_corpus(tmp_path, n_docs=300, kind="txt"):
+    rng = np.random.default_rng(0)
+    docs = [" ".join(rng.choice(WORDS, size=40)) + f" doc {i}." for i in range(n_docs)]
+    path = tmp_path / f"corpus.{kind}"
+    if kind == "txt":
+        path.write_text("\n\n".join(docs) + "\n")
+    else:
+        path.write_text("".join(json.dumps({"body": d}) + "\n" for d in docs))
+    return path, docs
+
+
+@pytest.mark.parametrize("kind", ["txt", "jsonl"])
+def test_local_files_prepare_split_and_cache(tmp_path, kind):
+    path, docs = write_corpus(tmp_path, kind=kind)
+    cfg = DataConfig(source="files", paths=[str(path)], text_field="body", vocab_size=300,
+                     val_fraction=0.1, cache_dir=str(tmp_path / "cache"))
+    assert list(data.documents(cfg)) == docs
+    corpus = data.prepare(cfg)
+    train = np.memmap(corpus.train_bin, dtype=np.uint16, mode="r")
+    val = np.memmap(corpus.val_bin, dtype=np.uint16, mode="r")
+    assert len(train) == corpus.train_tokens and len(val) == corpus.val_tokens > 0
+    assert train.max() < corpus.vocab_size <= 300
+    n_val = sum(data.is_val(d, 0.1) for d in docs)
+    assert 0 < n_val < len(docs) // 4
+    mtime = corpus.train_bin.stat().st_mtime_ns
+    assert data.prepare(cfg) == corpus and corpus.train_bin.stat().st_mtime_ns == mtime  # cached
+
+
+def test_split_is_by_document_and_stable():
+    docs = [f"document number {i}" for i in range(2000)]
+    first = [data.is_val(d, 0.05) for d in docs]
+    assert first == [data.is_val(d, 0.05) for d in docs]
+    assert 0.03 < sum(first) / len(docs) < 0.07
+
+
+def test_batches_are_seeded_windows_of_the_memmap(tmp_path):
+    path, _ = write_corpus(tmp_path)
+    corpus = data.prepare(DataConfig(source="files", paths=[str(path)], vocab_size=300,
+                                     cache_dir=str(tmp_path / "cache")))
+    a, b = data.Batches(corpus, 16, 4, seed=1), data.Batches(corpus, 16, 4, seed=1)
+    x = a.next()
+    assert x.shape == (4, 17) and np.array_equal(x, b.next())
+    tokens = np.memmap(corpus.train_bin, dtype=np.uint16, mode="r")
+    start = next(i for i in range(0, len(tokens) - 16, 16) if np.array_equal(tokens[i:i + 17], x[0]))
+    assert start % 16 == 0
+    seen = {tuple(a.next()[0]) for _ in range(a.n_windows)}  # epochs wrap around without error
+    assert len(seen) > 1
+
+
+def test_missing_file_and_bad_field_fail_clearly(tmp_path):
+    with pytest.raises(HarnessError, match="not found"):
+        data.prepare(DataConfig(source="files", paths=[str(tmp_path / "nope.txt")],
+                                cache_dir=str(tmp_path)))
+    path, _ = write_corpus(tmp_path, kind="jsonl")
+    with pytest.raises(HarnessError, match="no field 'text'"):
+        list(data.documents(DataConfig(source="files", paths=[str(path)])))
+
+
+def test_hub_source_needs_a_name():
+    with pytest.raises(HarnessError, match="hub_name"):
+        list(data.documents(DataConfig(source="hub")))
+
+
+def test_hub_code_path_on_a_local_dataset_directory(tmp_path):
+    """`load_dataset(name, streaming=True)` is the hub path; a local dataset folder exercises it offline."""
+    folder = tmp_path / "my_dataset"
+    folder.mkdir()
+    _, docs = write_corpus(folder, kind="jsonl")
+    cfg = DataConfig(source="hub", hub_name=str(folder), text_field="body", max_docs=50)
+    assert list(data.documents(cfg)) == docs[:50]

@@ -1,0 +1,170 @@
+"""Approach 1-3 fitters recover known laws from noisy synthetic data (tolerances, not goldens)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.analysis import analyse
+from harness.backtest import backtest
+from harness.errors import HarnessError
+from harness.fit import (
+    PARAMS,
+    bootstrap,
+    compute_optimal,
+    fit_parametric,
+    huber_objective,
+    identifiable,
+    predict,
+    to_theta,
+)
+from harness.isoflop import envelope, group_budgets, isoflop
+
+TRUE_LAWS = [  # spans the published range: Hoffmann-like, Epoch-like, steep-N / shallow-D
+    dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28),
+    dict(E=1.82, A=482.0, B=2085.0, alpha=0.35, beta=0.37),
+    dict(E=2.5, A=60.0, B=900.0, alpha=0.25, beta=0.40),
+]
+
+
+def grid_points(p, noise, seed, n=9):
+    """N x D grid (1e7..1e10 params, 1e8..1e12 tokens) with multiplicative loss noise."""
+    rng = np.random.default_rng(seed)
+    N, D = (a.ravel() for a in np.meshgrid(np.logspace(7, 10, n), np.logspace(8, 12, n)))
+    L = predict(p, N, D) * np.exp(noise * rng.standard_normal(N.size))
+    return N, D, L
+
+
+@pytest.mark.parametrize("p", TRUE_LAWS)
+def test_recovers_known_law_from_noisy_points(p):
+    N, D, L = grid_points(p, noise=0.003, seed=1)
+    fit = fit_parametric(N, D, L)
+    assert fit.converged and fit.identifiable
+    assert fit.alpha == pytest.approx(p["alpha"], abs=0.03)
+    assert fit.beta == pytest.approx(p["beta"], abs=0.03)
+    assert fit.E == pytest.approx(p["E"], rel=0.03)
+    # A and B trade off with the exponents; the compute-optimal exponent a is what matters.
+    a_true = p["beta"] / (p["alpha"] + p["beta"])
+    assert compute_optimal(**fit.params, C=1e22)["a"] == pytest.approx(a_true, abs=0.03)
+    # Out-of-sample: a 10x larger model on 10x more data than any point.
+    assert fit.predict(1e11, 1e13) == pytest.approx(predict(p, 1e11, 1e13), rel=0.01)
+
+
+def test_noise_free_fit_is_exact():
+    p = TRUE_LAWS[1]
+    N, D, L = grid_points(p, noise=0.0, seed=0)
+    fit = fit_parametric(N, D, L)
+    for k in PARAMS:
+        assert fit.params[k] == pytest.approx(p[k], rel=1e-4)
+
+
+def test_analytic_gradient_matches_finite_differences():
+    N, D, L = grid_points(TRUE_LAWS[0], noise=0.01, seed=2)
+    theta = to_theta(TRUE_LAWS[0]) + 0.05
+    w = np.random.default_rng(0).integers(0, 3, N.size).astype(float)
+    args = (np.log(N), np.log(D), np.log(L), w)
+    f, g = huber_objective(theta, *args)
+    h = 1e-7
+    fd = [(huber_objective(theta + h * e, *args)[0] - huber_objective(theta - h * e, *args)[0])
+          / (2 * h) for e in np.eye(5)]
+    np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-9)
+
+
+def test_bootstrap_intervals_cover_truth_and_are_seeded():
+    p = TRUE_LAWS[0]
+    N, D, L = grid_points(p, noise=0.01, seed=3)
+    fit = bootstrap(fit_parametric(N, D, L), N, D, L, n_resamples=200, seed=7)
+    again = bootstrap(fit_parametric(N, D, L), N, D, L, n_resamples=200, seed=7)
+    assert fit.ci95 == again.ci95 and fit.n_boot_failed == 0
+    for k in ("E", "alpha", "beta"):
+        lo, hi = fit.ci95[k]
+        assert lo < fit.params[k] < hi and fit.stderr[k] > 0
+        # truth within the interval widened by one SE (a single draw can miss a 95 % CI)
+        assert lo - fit.stderr[k] < p[k] < hi + fit.stderr[k]
+
+
+@pytest.mark.parametrize("bad, match", [
+    ((np.array([1e8, np.nan] + [1e9] * 6), "NaN")),
+    ((np.array([1e8, -1.0] + [1e9] * 6), "non-positive")),
+])
+def test_bad_input_raises_one_clear_error(bad, match):
+    N, D, L = grid_points(TRUE_LAWS[0], noise=0, seed=0, n=3)
+    with pytest.raises(HarnessError, match=match):
+        fit_parametric(bad, D[:8], L[:8])
+
+
+def test_too_few_points_raises():
+    with pytest.raises(HarnessError, match="cannot determine 5 parameters"):
+        fit_parametric([1e8, 1e9, 1e10], [1e9, 1e10, 1e11], [3.0, 2.8, 2.5])
+
+
+def test_fixed_tokens_per_param_is_flagged_unidentifiable():
+    p = TRUE_LAWS[0]
+    N = np.logspace(7, 10, 12)
+    D = 20 * N * np.exp(0.01 * np.random.default_rng(0).standard_normal(12))
+    L = predict(p, N, D)
+    assert not identifiable(N, D)
+    table = pd.DataFrame({"N": N, "D": D, "C": 6 * N * D, "loss": L})
+    results, fit = analyse(table, n_bootstrap=20)
+    assert not results["parametric"]["identifiable"]
+    assert results["compute_optimal"] is None
+    assert any("not separately identifiable" in w for w in results["warnings"])
+    assert "kaplan" in results and results["backtest"]  # the sound parts still run
+
+
+def isoflop_design(p, budgets=(1e18, 1e19, 1e20, 1e21), n=9, noise=0.002, seed=0):
+    """Per budget, N spread over a factor 30 around the true optimum; D = C / (6N)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for C in budgets:
+        n_opt = compute_optimal(**p, C=C)["N_opt"]
+        for N in n_opt * np.logspace(-0.75, 0.75, n):
+            D = C / (6 * N)
+            rows.append((N, D, C, predict(p, N, D) * np.exp(noise * rng.standard_normal())))
+    return (np.array(c) for c in zip(*rows))
+
+
+@pytest.mark.parametrize("p", TRUE_LAWS)
+def test_isoflop_recovers_compute_optimal_exponents(p):
+    N, D, C, L = isoflop_design(p)
+    res = isoflop(N, L, C)
+    assert len(res["budgets"]) == 4 and not res["rejected"]
+    a_true = p["beta"] / (p["alpha"] + p["beta"])
+    assert res["a"] == pytest.approx(a_true, abs=0.04)
+    assert res["a"] + res["b"] == pytest.approx(1.0, abs=1e-9)  # C = 6ND fixes a + b = 1
+    for b in res["budgets"]:
+        true_opt = compute_optimal(**p, C=b["C"])["N_opt"]
+        assert b["N_opt"] == pytest.approx(true_opt, rel=0.3)
+
+
+def test_isoflop_rejects_minimum_at_edge():
+    p = TRUE_LAWS[0]
+    N, D, C, L = isoflop_design(p, budgets=(1e19, 1e20, 1e21))
+    # Budget 1e21 only sampled far below its optimum: the parabola's minimum is off the range.
+    keep = ~((C == 1e21) & (N > 0.2 * compute_optimal(**p, C=1e21)["N_opt"]))
+    extra_N = compute_optimal(**p, C=1e21)["N_opt"] * np.logspace(-2.5, -1, 4)
+    N2 = np.concatenate([N[keep], extra_N])
+    C2 = np.concatenate([C[keep], np.full(4, 1e21)])
+    L2 = np.concatenate([L[keep], predict(p, extra_N, 1e21 / (6 * extra_N))])
+    res = isoflop(N2, L2, C2)
+    assert [r["C"] for r in res["rejected"]] == pytest.approx([1e21])
+    assert len(res["budgets"]) == 2
+
+
+def test_group_budgets_tolerates_small_drift():
+    C = np.array([1e19, 1.01e19, 0.99e19, 1e20, 1.02e20])
+    assert list(group_budgets(C)) == [0, 0, 0, 1, 1]
+
+
+def test_envelope_is_monotone_frontier():
+    N, D, C, L = isoflop_design(TRUE_LAWS[0])
+    env = envelope(N, D, L, C)
+    losses = [q["loss"] for q in env["points"]]
+    assert losses == sorted(losses, reverse=True) and len(losses) >= 4
+
+
+def test_backtest_predicts_held_out_runs():
+    N, D, L = grid_points(TRUE_LAWS[1], noise=0.002, seed=4)
+    bt = backtest(N, D, L, 6 * N * D, holdout=5)
+    assert bt["n_holdout"] == 5 and len(bt["points"]) == 5
+    assert bt["max_abs_rel_error"] < 0.02
+    assert "skipped" in backtest(N[:8], D[:8], L[:8], 6 * N[:8] * D[:8], holdout=4)

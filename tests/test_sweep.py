@@ -1,0 +1,111 @@
+"""Sweeps: resume without repeats (even after SIGKILL), failure isolation, launchers, the planner."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from harness import cells, plan
+from tests.conftest import CONF, ROOT, cli
+
+
+def statuses(results):
+    return cells.sweep_status(results / "smoke")
+
+
+def run_ids(results):
+    return {cid: cells.read_summary(results / "smoke" / cid)["run_id"] for cid in statuses(results)}
+
+
+def wandb_runs(results):
+    return sorted(p.name for p in results.glob("smoke/*/wandb/offline-run-*"))
+
+
+def test_smoke_sweep_then_rerun_skips_everything(tmp_path):
+    results = tmp_path / "results"
+    first = cli("harness-train", "-m", "sweep=smoke", f"results_dir={results}", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert set(statuses(results).values()) == {"finished"} and len(statuses(results)) == 4
+    runs = wandb_runs(results)
+    t0 = time.time()
+    second = cli("harness-train", "-m", "sweep=smoke", f"results_dir={results}", cwd=tmp_path)
+    assert second.returncode == 0 and second.stdout.count("skip ") == 4
+    assert wandb_runs(results) == runs
+    assert time.time() - t0 < 60  # no training: only process start-up
+
+
+def test_sigkill_mid_sweep_loses_nothing_and_repeats_nothing(tmp_path):
+    results = tmp_path / "results"
+    code = "import sys; sys.argv[0]='harness-train'; from harness.cli import train_main; train_main()"
+    proc = subprocess.Popen([sys.executable, "-c", code, "-m", "sweep=smoke", f"results_dir={results}"],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while "finished" not in statuses(results).values() and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {c: r for c, r in run_ids(results).items() if statuses(results)[c] == "finished"}
+    assert 1 <= len(before) < 4, "kill the sweep after one cell, before the last"
+    rerun = cli("harness-train", "-m", "sweep=smoke", f"results_dir={results}", cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    after = run_ids(results)
+    assert len(after) == 4 and set(statuses(results).values()) == {"finished"}
+    assert all(after[c] == before[c] for c in before)  # finished cells were not trained again
+    for cid in after:  # one wandb run per cell: the killed attempt's partial log is gone
+        assert len(list((results / "smoke" / cid).glob("wandb/offline-run-*"))) == 1
+
+
+def test_a_failing_cell_does_not_stop_the_sweep(tmp_path):
+    results = tmp_path / "results"
+    out = cli("harness-train", "-m", "sweep=smoke", f"results_dir={results}", "model=gpt2-20k",
+              "budget.tokens=30000,10", "optim.lr=0.01,1e30", cwd=tmp_path)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    st = statuses(results)
+    assert sorted(st.values()) == ["diverged", "failed", "failed", "finished"]
+    assert "1/4 cells finished" in out.stdout
+    for cid, status in st.items():
+        if status != "finished":
+            assert cid in out.stdout  # the report names every failed cell
+
+
+def test_joblib_launcher_with_two_jobs(tmp_path):
+    results = tmp_path / "results"
+    out = cli("harness-train", "-m", "sweep=smoke", "hydra/launcher=parallel", "threads=1",
+              f"results_dir={results}", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert len(statuses(results)) == 4 and set(statuses(results).values()) == {"finished"}
+
+
+@pytest.mark.slow
+def test_submitit_local_twin_of_the_slurm_launcher(tmp_path):
+    results = tmp_path / "results"
+    out = cli("harness-train", "-m", "sweep=smoke", "hydra/launcher=slurm_local", f"results_dir={results}",
+              cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert set(statuses(results).values()) == {"finished"} and len(statuses(results)) == 4
+
+
+def test_planner_warns_on_a_degenerate_design(tmp_path, capsys):
+    warnings = plan.main(["model=gpt2-20k,gpt2-50k,gpt2-100k", "budget.tokens_per_param=10",
+                          f"results_dir={tmp_path}"], CONF)
+    printed = capsys.readouterr().out
+    assert any("cannot be identified separately" in w for w in warnings)
+    assert printed.count("gpt2-") == 3 and "3 cells (3 to run)" in printed
+    good = plan.main(["sweep=grid", f"results_dir={tmp_path}"], CONF)
+    assert not any("identified" in w for w in good)
+
+
+def test_planner_warns_on_isoflop_edges_and_repetition(tmp_path, capsys):
+    warnings = plan.main(["sweep=isoflop", "budget.flops=1e11,1e14", f"results_dir={tmp_path}"], CONF)
+    assert sum("at the edge" in w for w in warnings) == 2
+    assert any("epochs" in w for w in warnings)
+
+
+def test_plan_command_line(tmp_path):
+    out = cli("harness-plan", "sweep=smoke", f"results_dir={tmp_path}", cwd=ROOT)
+    assert out.returncode == 0 and "4 cells (4 to run)" in out.stdout
+    bad = cli("harness-plan", "sweep=nope", cwd=ROOT)
+    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1

@@ -1,0 +1,48 @@
+"""The README's main job end to end: train the tiny preset, read its wandb logs back, fit, check the law.
+
+Slow tier (about 6 minutes on 2 cores); CI runs it with `python -m pytest -m slow`.
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.cli_fit import fit_main
+from harness.collect import collect
+from tests.conftest import cli
+
+NOISE = 0.03  # allowed rise between neighbouring cells: a tiny model's seed-to-seed spread is ~0.02
+
+
+@pytest.mark.slow
+def test_tiny_preset_gives_a_real_scaling_law(tmp_path):
+    results = tmp_path / "results"
+    out = cli("harness-train", "-m", "sweep=tiny", f"results_dir={results}", cwd=tmp_path, timeout=1500)
+    assert out.returncode == 0, out.stderr[-3000:]
+    runs, _ = collect(str(results / "tiny"))
+    assert len(runs) >= 12 and set(runs["status"]) == {"finished"}
+    assert runs["N_nonembed"].max() / runs["N_nonembed"].min() >= 10
+    assert runs["D"].max() / runs["D"].min() >= 10
+
+    runs["budget"] = runs["D"].round(-5)  # D is rounded to whole batches, which differ by size
+    grid = runs.pivot_table(index="N_nonembed", columns="budget", values="loss")
+    assert not grid.isna().any().any()
+    assert (np.diff(grid.values, axis=0) < NOISE).all(), f"loss must fall with N at fixed D:\n{grid}"
+    assert (np.diff(grid.values, axis=1) < NOISE).all(), f"loss must fall with D at fixed N:\n{grid}"
+
+    assert fit_main([f"runs={results / 'tiny'}", f"out={tmp_path / 'fit'}", "n_convention=nonembed"]) == 0
+    fit = json.loads((tmp_path / "fit" / "fit.json").read_text())
+    p = fit["parametric"]
+    for name in ("alpha", "beta"):
+        assert 0.05 < p[name] < 1.5
+        assert p["ci95"][name][0] > 0, f"95% interval of {name} must exclude 0: {p['ci95'][name]}"
+    assert fit["backtest"]["max_abs_rel_error"] < 0.10  # see the xfail below for the 5% target
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="issue 5 target not met yet: the committed run's back-test misses the two "
+                          "3M-token cells by up to 5.9% (results/tiny/report.md)", strict=False)
+def test_tiny_backtest_within_5_percent():
+    fit = json.loads((Path(__file__).resolve().parents[1] / "results" / "tiny" / "fit.json").read_text())
+    assert fit["backtest"]["max_abs_rel_error"] <= 0.05

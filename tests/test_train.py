@@ -1,0 +1,75 @@
+"""A real training run: loss starts at ln V and falls, wandb and summary.json record it, reruns skip."""
+import math
+
+import pytest
+
+from harness import cells, schedule, train
+from harness.config import OptimConfig
+from harness.wandb_log import read_wandb_log
+from tests.conftest import cli
+
+
+def wandb_logs(directory):
+    return sorted(directory.glob("wandb/offline-run-*/run-*.wandb"))
+
+
+def test_run_trains_logs_and_skips_when_done(tiny):
+    record = train.run(tiny)
+    s = record["summary"]
+    assert record["status"] == "finished" and s["status"] == "finished"
+    assert abs(s["val/loss_init"] - math.log(tiny.data.vocab_size)) < 0.15  # random init: uniform
+    assert s["val/loss"] < s["val/loss_init"] - 0.5
+    assert s["D"] == s["steps"] * s["batch_tokens"] and s["C"] == 6 * s["N"] * s["D"]
+    assert 0 < s["epochs"] < 1
+    directory = cells.run_dir(tiny, record["cell_id"])
+    (log,) = wandb_logs(directory)
+    config, summary, history = read_wandb_log(log)
+    assert summary["val/loss"] == pytest.approx(s["val/loss"])
+    assert config["derived"]["N"] == s["N"] and config["model"]["name"] == "gpt2-20k"
+    val_history = [h["val/loss"] for h in history if "val/loss" in h]
+    assert len(val_history) == tiny.evals + 2 and val_history[-1] < val_history[0]
+
+    again = train.run(tiny)  # finished: skipped, no new wandb run
+    assert again["run_id"] == record["run_id"] and wandb_logs(directory) == [log]
+
+
+def test_nan_aborts_with_the_step_and_is_recorded(tiny):
+    tiny.optim.lr = 1e30
+    with pytest.raises(train.Diverged, match=r"at step \d+"):
+        train.run(tiny)
+    (directory,) = (tiny_dir for tiny_dir in (cells.run_dir(tiny, "x").parent).iterdir())
+    assert cells.read_summary(directory)["status"] == "diverged"
+
+
+def test_cosine_spans_exactly_the_run_and_wsd_cools_down():
+    o = OptimConfig(schedule="cosine", min_lr_ratio=0.1)
+    lrs = [schedule.lr_at(s, 100, 10, 1.0, o) for s in range(100)]
+    assert lrs[9] == 1.0 and lrs[0] == 0.1 and max(lrs) == 1.0
+    assert lrs[-1] == pytest.approx(0.1, abs=1e-3) and all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
+    w = OptimConfig(schedule="wsd", cooldown_fraction=0.2)
+    lrs = [schedule.lr_at(s, 100, 10, 1.0, w) for s in range(100)]
+    assert set(lrs[10:80]) == {1.0} and lrs[-1] < 0.25 and all(a >= b for a, b in zip(lrs[80:], lrs[81:]))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["model.n_embd=100", "model.n_head=3"], "not divisible"),
+    (["model=gpt2-nope"], "Could not find 'model/gpt2-nope'"),
+    (["budget.tokens=100"], "smaller than one batch"),
+    (["data=files", "data.paths=[/no/such/file.txt]"], "data file not found"),
+])
+def test_invalid_configs_fail_before_training_with_one_line(tmp_path, args, message):
+    out = cli("harness-train", f"results_dir={tmp_path}", *args, cwd=tmp_path)
+    assert out.returncode != 0
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in out.stderr + out.stdout
+    assert not list(tmp_path.glob("single/*/wandb"))  # nothing was trained
+
+
+@pytest.mark.slow
+def test_default_command_trains_the_default_model(tmp_path):
+    out = cli("harness-train", f"results_dir={tmp_path}", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "N=" in out.stdout and "D=" in out.stdout and "C=" in out.stdout
+    final = float(out.stdout.split("final val/loss ")[1].split()[0])
+    assert final < math.log(2048) - 2.0
+    assert list(tmp_path.glob("single/*/wandb/offline-run-*/run-*.wandb"))
