@@ -38,8 +38,17 @@ class Tracker:
         if self.run is not None:
             self.run.summary.update(s)
             self.run.finish(exit_code=0 if status == "finished" else 1)
+            self._wait_for_log()
         cells.write_summary(self.dir, self.record)
         return self.record
+
+    def _wait_for_log(self) -> None:
+        """summary.json says "finished" only once the wandb log on disk is complete."""
+        from harness.wandb_log import wait_complete
+
+        log = next(self.dir.glob(f"wandb/*run-*/run-{self.record['run_id']}.wandb"), None)
+        if log is not None and not wait_complete(log):
+            print(f"warning: {log} still incomplete after 60 s; summary.json has the results")
 
 
 def _init_wandb(cfg: Config, directory: Path, cid: str, config: dict):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 import zlib
 from pathlib import Path
 
@@ -116,3 +117,32 @@ def read_wandb_log(path: str | Path) -> tuple[dict, dict, list[dict]]:
         config.pop(key, None)
     summary = {k: v for k, v in summary.items() if not k.startswith("_")}
     return config, summary, history
+
+
+def is_complete(path: str | Path) -> bool:
+    """True once the log holds wandb's final `exit` record: the run finished and was flushed."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    last = None
+    for data in iter_record_bytes(path):
+        last = data
+    if last is None:
+        return False
+    rec = pb.Record()
+    rec.ParseFromString(last)
+    return rec.WhichOneof("record_type") == "exit"
+
+
+def wait_complete(path: str | Path, timeout_s: float = 60.0) -> bool:
+    """Wait until the log is complete.
+
+    wandb's `run.finish()` can return before its writer has flushed the last partial 32 KiB block
+    (seen on a loaded CI machine: the final ~30 history rows were missing when read at once).
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if Path(path).exists() and is_complete(path):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)

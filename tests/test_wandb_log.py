@@ -5,7 +5,7 @@ import os
 import pytest
 
 from harness.errors import HarnessError
-from harness.wandb_log import read_wandb_log
+from harness.wandb_log import is_complete, read_wandb_log, wait_complete
 
 wandb = pytest.importorskip("wandb")
 
@@ -19,6 +19,7 @@ def offline_run(tmp_path, config, history, summary):
         run.summary[k] = v
     run.finish()
     (log,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
+    assert wait_complete(log, timeout_s=60)  # finish() may return before the last block is written
     return log, run.id
 
 
@@ -45,3 +46,15 @@ def test_not_a_wandb_log(tmp_path):
     bad.write_bytes(b"hello world, not a log")
     with pytest.raises(HarnessError, match="not a wandb offline log"):
         read_wandb_log(bad)
+
+
+def test_a_log_cut_short_reads_as_an_incomplete_prefix(tmp_path):
+    history = [{"train/loss": 4.0 - 0.01 * i, "note": "x" * 200} for i in range(300)]
+    log, _ = offline_run(tmp_path, {"seed": 0}, history, {"status": "finished"})
+    assert is_complete(log)
+    cut = tmp_path / "cut.wandb"
+    cut.write_bytes(log.read_bytes()[: 2 * 32768])  # what a reader sees before the last flush
+    assert not is_complete(cut)
+    _, _, got = read_wandb_log(cut)
+    assert 0 < len(got) < len(history)
+    assert [r["train/loss"] for r in got] == [h["train/loss"] for h in history[: len(got)]]
