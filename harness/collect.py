@@ -130,11 +130,16 @@ def read_csv(path: Path, columns: dict) -> list[dict]:
                                f"(first at data row {bad[0] + 1})")
     N = df[col["N"]].to_numpy(float)
     D = df[col["D"]].to_numpy(float) if "D" in need else df[col["C"]].to_numpy(float) / (6 * N)
+    # harness-fit's own runs.csv also carries both N conventions, epochs and the schedule
+    extra = [k for k in ("N_total", "N_nonembed", "epochs", "schedule") if k in df.columns]
     rows = []
     for i in range(len(df)):
-        rows.append(_record({"N": N[i], "D": D[i], "C": 6 * N[i] * D[i],
-                             "val/loss": float(df[col["loss"]].iloc[i])},
-                            run_id=f"row{i + 1}", status="finished", source=path))
+        summary = {"N": N[i], "D": D[i], "val/loss": float(df[col["loss"]].iloc[i])}
+        summary.update({k: df[k].iloc[i].item() if hasattr(df[k].iloc[i], "item") else df[k].iloc[i]
+                        for k in extra})
+        summary["N"] = summary.pop("N_total", N[i])
+        summary["C"] = 6 * summary["N"] * D[i]
+        rows.append(_record(summary, run_id=f"row{i + 1}", status="finished", source=path))
     return rows
 
 
@@ -176,6 +181,9 @@ def fit_table(runs: pd.DataFrame, n_convention="total", drop_highest=0, schedule
     if n_convention not in ("total", "nonembed"):
         raise HarnessError(f"n_convention must be total or nonembed, got {n_convention!r}")
     n_col, c_col = ("N_total", "C") if n_convention == "total" else ("N_nonembed", "C_kaplan")
+    if len(runs) and runs[n_col].isna().all():
+        raise HarnessError(f"n_convention={n_convention}: no run carries {n_col} "
+                           "(a CSV needs an N_nonembed column for nonembed); use n_convention=total")
     if schedule != "all":
         if schedule not in ("cosine", "wsd"):
             raise HarnessError(f"schedule must be all, cosine or wsd, got {schedule!r}")

@@ -15,7 +15,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from harness import cells, hparams
-from harness.config import Config
+from harness.config import Config, register
 from harness.errors import HarnessError
 
 MAX_EPOCHS = 4.0  # Muennighoff et al. (2023): up to ~4 epochs of repetition costs little
@@ -35,7 +35,10 @@ class Row:
 
 def sweep_overrides(argv: list[str], conf_dir: Path) -> tuple[list[str], list[list[str]]]:
     """Fixed overrides and the expanded sweep axes (command line and the preset's sweeper params)."""
+    register()
     parser = OverridesParser.create()
+    # `hydra.sweeper.params.model=a,b` on the command line means the same as `model=a,b`
+    argv = [a.removeprefix("hydra.sweeper.params.") for a in argv]
     plain = [ov.input_line for ov in parser.parse_overrides(argv) if not ov.is_sweep_override()]
     with initialize_config_dir(str(conf_dir), version_base="1.3"):
         base = compose("config", overrides=plain, return_hydra_config=True)

@@ -151,3 +151,19 @@ def test_schedule_filter_and_seedless_cell_key(tmp_path):
     assert len(only_wsd) == 1 and only_wsd["loss"].item() == pytest.approx(3.05)
     with pytest.raises(HarnessError):
         fit_table(runs, schedule="linear")
+
+
+def test_exported_runs_csv_reads_back_under_both_conventions(tmp_path):
+    for i, (N, D) in enumerate([(1000, 10**6), (2000, 10**6), (2000, 4 * 10**6)]):
+        write_run(tmp_path / "runs", f"r{i}", summary(N, D, 3.0 - 0.1 * i, cell=f"c{i}", N_ne=N // 2))
+    for convention in ("total", "nonembed"):
+        table, _ = fit_table(collect(str(tmp_path / "runs"))[0], n_convention=convention)
+        csv = tmp_path / f"{convention}.csv"
+        table.to_csv(csv, index=False)  # what harness-fit writes as runs.csv
+        again, _ = fit_table(collect(str(csv))[0], n_convention=convention)
+        for k in ("N", "N_total", "N_nonembed", "D", "C", "loss", "epochs"):
+            assert np.allclose(again[k], table[k]), k
+    plain = tmp_path / "plain.csv"
+    plain.write_text("N,D,loss\n1000,1000000,3.0\n")
+    with pytest.raises(HarnessError, match="needs an N_nonembed column"):
+        fit_table(collect(str(plain))[0], n_convention="nonembed")

@@ -109,3 +109,10 @@ def test_plan_command_line(tmp_path):
     assert out.returncode == 0 and "4 cells (4 to run)" in out.stdout
     bad = cli("harness-plan", "sweep=nope", cwd=ROOT)
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_planner_takes_a_preset_axis_replaced_either_way(tmp_path, capsys):
+    for axis in ("model", "hydra.sweeper.params.model"):
+        plan.main(["sweep=tiny", f"{axis}=gpt2-20k,gpt2-50k", f"results_dir={tmp_path}"], CONF)
+        printed = capsys.readouterr().out
+        assert "8 cells (8 to run)" in printed and "gpt2-8k" not in printed
