@@ -43,12 +43,12 @@ def read_summary(directory: Path) -> dict | None:
         return None
 
 
-def write_summary(directory: Path, record: dict) -> None:
+def write_summary(directory: Path, record: dict, name: str = "summary.json") -> None:
     """Atomic write: a SIGKILL leaves either the old file or the new one, never half of one."""
     directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / f".summary.{os.getpid()}.tmp"
+    tmp = directory / f".{name}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(record, indent=1, default=str))
-    tmp.replace(directory / "summary.json")
+    tmp.replace(directory / name)
 
 
 def sweep_status(sweep_dir: Path) -> dict[str, str]:

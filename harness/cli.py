@@ -5,6 +5,8 @@ source checkout and `pip install -e .` (the README's install), and says so clear
 """
 from __future__ import annotations
 
+import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -86,6 +88,9 @@ def _train_one(cfg: Config, multirun: bool) -> None:
 
 
 def train_main() -> None:
+    # Recorded with every run (joblib and submitit workers inherit it), so a report can print the
+    # command that trained its runs.
+    os.environ.setdefault("HARNESS_COMMAND", shlex.join(["harness-train", *sys.argv[1:]]))
     _check_conf()
     register()
     main = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")(_train_task)

@@ -81,6 +81,8 @@ def run(cfg: FitConfig) -> dict:
                         else "6*N_nonembed*D (Kaplan)", "loss": "final val/loss (CSV: col_loss)",
                         "seeds": "repeated seeds of one cell averaged"},
         "settings": {k: v for k, v in asdict(cfg).items()}, "command": command_line(cfg),
+        "train_commands": sorted({c for c, st in zip(runs["command"], runs["status"])
+                                  if isinstance(c, str) and st == "finished"}),
         "fit_seconds": time.perf_counter() - t0}
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -17,12 +17,13 @@ from harness.errors import HarnessError
 from harness.wandb_log import read_wandb_log
 
 RUN_COLUMNS = ["run_id", "cell_id", "cell_key", "sweep", "status", "error", "N_total", "N_nonembed", "D",
-               "C", "C_kaplan", "loss", "epochs", "seed", "schedule", "model", "source"]
+               "C", "C_kaplan", "loss", "epochs", "seed", "schedule", "model", "command", "source"]
 # Summary keys cross-checked between summary.json and the wandb log.
 _CHECK_KEYS = ("val/loss", "N", "D", "C")
 
 
-def _record(summary: dict, *, run_id, status, error=None, cell_id=None, sweep=None, source=""):
+def _record(summary: dict, *, run_id, status, error=None, cell_id=None, sweep=None, source="",
+            command=None):
     """One tidy row from the training side's flat summary dict."""
     s = summary
 
@@ -37,7 +38,8 @@ def _record(summary: dict, *, run_id, status, error=None, cell_id=None, sweep=No
             "sweep": s.get("sweep", sweep), "status": status, "error": error,
             "N_total": N, "N_nonembed": N_ne, "D": D, "C": C, "C_kaplan": C_k,
             "loss": num("val/loss"), "epochs": num("epochs"), "seed": s.get("seed"),
-            "schedule": s.get("schedule"), "model": s.get("model"), "source": str(source)}
+            "schedule": s.get("schedule"), "model": s.get("model"), "command": command,
+            "source": str(source)}
 
 
 def _cross_check(a: dict, b: dict, where: str, warnings: list) -> None:
@@ -76,7 +78,7 @@ def read_directory(root: Path, warnings: list) -> list[dict]:
             summary = {**summary, **wb_summary}
         rows.append(_record(summary, run_id=meta.get("run_id") or run_dir.name, status=status,
                             error=meta.get("error"), cell_id=meta.get("cell_id"),
-                            sweep=meta.get("sweep"), source=wb or sj))
+                            sweep=meta.get("sweep"), source=wb or sj, command=meta.get("command")))
     for wb in sorted(root.rglob("run-*.wandb")):  # offline logs without a summary.json
         if wb.resolve() not in seen:
             _, summary, _ = read_wandb_log(wb)

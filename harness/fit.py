@@ -200,8 +200,10 @@ def bootstrap(fit: ParametricFit, N, D, L, n_resamples=1000, seed=0) -> Parametr
     for i, w in enumerate(counts):
         res = minimise(theta0, logN, logD, logL, w, fit.delta)
         thetas[i], ok[i] = res.x, converged(res)
-    p = np.column_stack([np.exp(thetas[:, 2]), np.exp(thetas[:, 0]), np.exp(thetas[:, 1]),
-                         thetas[:, 3], thetas[:, 4]])[ok]  # PARAMS order: E, A, B, alpha, beta
+    with np.errstate(over="ignore"):  # a refit may run off to log A ~ 1e3, i.e. A = inf: kept, so
+        # the interval can say "unbounded" (summarise), which is what such a design deserves
+        p = np.column_stack([np.exp(thetas[:, 2]), np.exp(thetas[:, 0]), np.exp(thetas[:, 1]),
+                             thetas[:, 3], thetas[:, 4]])[ok]  # PARAMS order: E, A, B, alpha, beta
     fit.samples = p
     fit.stderr, fit.ci95 = summarise({k: p[:, j] for j, k in enumerate(PARAMS)})
     fit.n_bootstrap, fit.n_boot_failed = n_resamples, int((~ok).sum())
@@ -213,11 +215,14 @@ def summarise(samples: dict) -> tuple[dict, dict]:
     stderr, ci95 = {}, {}
     for k, x in samples.items():
         x = np.asarray(x, float)
-        x = x[np.isfinite(x)]
-        if len(x) < 2:
+        x = x[~np.isnan(x)]
+        finite = x[np.isfinite(x)]
+        if len(finite) < 2:
             continue
-        stderr[k] = float(x.std(ddof=1))
-        lo, hi = np.percentile(x, [2.5, 97.5])
+        stderr[k] = float(finite.std(ddof=1))
+        # with infinite samples, interpolating between order statistics is undefined: take the
+        # nearest one, so > 2.5 % of samples at infinity gives an infinite bound
+        lo, hi = np.percentile(x, [2.5, 97.5], method="linear" if len(finite) == len(x) else "nearest")
         ci95[k] = [float(lo), float(hi)]
     return stderr, ci95
 

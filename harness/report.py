@@ -46,7 +46,9 @@ def write_json(results: dict, path: Path) -> None:
 
 
 def _g(x, fmt=".4g"):
-    return "–" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, fmt)
+    if isinstance(x, float) and math.isinf(x):
+        return "∞" if x > 0 else "−∞"  # an unbounded bootstrap interval
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
 
 
 def _ci(ci, k):
@@ -138,7 +140,8 @@ def _published_md(pub: dict, fit: dict, co: dict | None) -> list[str]:
 
 def write_markdown(results: dict, figures: list[str], command: str, path: Path) -> None:
     prov = results["provenance"]
-    lines = ["# Scaling-law fit", "", "Reproduce with:", "", "```", command, "```", "",
+    train = prov.get("train_commands") or []
+    lines = ["# Scaling-law fit", "", "Reproduce with:", "", "```", *train, command, "```", "",
              f"{results['n_points']} points from `{prov['runs']}` (N convention: "
              f"{prov['conventions']['N']}); {len(prov['excluded'])} runs excluded.", ""]
     if results["warnings"]:

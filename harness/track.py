@@ -19,7 +19,8 @@ class Tracker:
         self.dir, self.t0 = directory, time.time()
         shutil.rmtree(directory / "wandb", ignore_errors=True)  # a crashed attempt's partial log
         self.record = {"run_id": None, "cell_id": cid, "sweep": cfg.sweep.name, "status": "running",
-                       "error": None, "config": to_dict(cfg), "summary": dict(derived)}
+                       "error": None, "command": os.environ.get("HARNESS_COMMAND"),
+                       "config": to_dict(cfg), "summary": dict(derived)}
         self.run = None
         if cfg.wandb.mode != "disabled":
             self.run = _init_wandb(cfg, directory, cid, {**self.record["config"], "derived": derived})

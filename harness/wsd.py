@@ -43,32 +43,37 @@ def run(cfg: Config, d: accounting.Derived, hp: dict, corpus, trunk_dir: Path, b
     plan = branch_plan(cfg, d)
     warmup_steps = math.ceil(hp["warmup_tokens"] / d.batch_tokens)
     s = Session(cfg, d, hp, corpus)
+    check_every = 1 if s.device.type == "cpu" else cfg.log_every  # GPU: no host sync every step
     loss_init = s.evaluate()
     history, t0, trunk_steps, branch_steps = [{"val/loss": loss_init, "tokens": 0, "_step": 0}], time.time(), 0, 0
     records = []
     for start, end in plan:
         for step in range(trunk_steps, start):  # the trunk: warmup, then constant LR
-            loss = s.step(schedule.lr_at(step, d.steps, warmup_steps, hp["lr"], cfg.optim)).item()
-            check_finite(loss, "training loss", step + 1, d.steps)
+            loss = s.step(schedule.lr_at(step, d.steps, warmup_steps, hp["lr"], cfg.optim))
+            if (step + 1) % check_every == 0 or step + 1 == start:
+                check_finite(loss.item(), "training loss", step + 1, d.steps)
             if (step + 1) % cfg.log_every == 0:
-                history.append({"train/loss": loss, "tokens": (step + 1) * d.batch_tokens, "_step": step + 1})
+                history.append({"train/loss": loss.item(), "tokens": (step + 1) * d.batch_tokens,
+                                "_step": step + 1})
         trunk_steps = max(trunk_steps, start)
-        records.append(_branch(cfg, s, d, hp, base, trunk_dir, history, start, end, warmup_steps, loss_init))
+        records.append(_branch(cfg, s, d, hp, base, trunk_dir, history, start, end, warmup_steps,
+                               loss_init, check_every))
         branch_steps += end - start
     record = {"status": "finished", "branches": [r["cell_id"] for r in records],
               "trunk_steps": trunk_steps, "branch_steps": branch_steps,
               "train_tokens": (trunk_steps + branch_steps) * d.batch_tokens,
               "train_flops": (trunk_steps + branch_steps) * d.batch_tokens * d.flops_per_token["6N"],
               "wall_s": round(time.time() - t0, 2)}
-    (trunk_dir / "trunk.json").write_text(json.dumps(record, indent=1))
+    cells.write_summary(trunk_dir, record, name="trunk.json")
     print(f"{trunk_dir.name}: " + ", ".join(f"D={r['summary']['D']:,} val/loss {r['summary']['val/loss']:.4f}"
                                           for r in records))
     return record
 
 
-def _branch(cfg, s, d, hp, base, trunk_dir, history, start, end, warmup_steps, loss_init) -> dict:
+def _branch(cfg, s, d, hp, base, trunk_dir, history, start, end, warmup_steps, loss_init,
+            check_every) -> dict:
     """Cool down from the trunk at `start` to `end`, record it, and return the trunk to `start`."""
-    from harness.train import check_finite
+    from harness.train import Diverged, check_finite
 
     bd = branch_derived(d, end)
     directory = trunk_dir / f"D{bd.D}"
@@ -88,14 +93,19 @@ def _branch(cfg, s, d, hp, base, trunk_dir, history, start, end, warmup_steps, l
         loss = float("nan")
         for step in range(start, end):  # exactly the LR a standalone WSD run of length `end` would use
             lr = schedule.lr_at(step, end, warmup_steps, hp["lr"], cfg.optim)
-            loss = s.step(lr).item()
-            check_finite(loss, "training loss", step + 1, end)
+            out = s.step(lr)
+            if (step + 1) % check_every == 0 or step + 1 == end:
+                loss = out.item()
+                check_finite(loss, "training loss", step + 1, end)
             if (step + 1) % cfg.log_every == 0:
-                tracker.log({"train/loss": loss, "lr": lr, "tokens": (step + 1) * d.batch_tokens}, step=step + 1)
+                tracker.log({"train/loss": out.item(), "lr": lr, "tokens": (step + 1) * d.batch_tokens},
+                            step=step + 1)
         final = s.evaluate()
         check_finite(final, "validation loss", end, end)
-    except BaseException as e:
-        tracker.finish("failed", {}, error=f"{type(e).__name__}: {e}")
+    except BaseException as e:  # record the failure, as train.run does, then let it propagate
+        status = "diverged" if isinstance(e, Diverged) else "failed"
+        tracker.finish(status, {}, error=str(e) if status == "diverged" else f"{type(e).__name__}: {e}")
+        e.recorded = True  # the sweep need not record it again
         raise
     tracker.log({"val/loss": final, "tokens": bd.D}, step=end)
     s.restore(snap)

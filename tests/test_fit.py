@@ -15,6 +15,7 @@ from harness.fit import (
     huber_objective,
     identifiable,
     predict,
+    summarise,
     to_theta,
 )
 from harness.isoflop import envelope, group_budgets, isoflop
@@ -168,3 +169,12 @@ def test_backtest_predicts_held_out_runs():
     assert bt["n_holdout"] == 5 and len(bt["points"]) == 5
     assert bt["max_abs_rel_error"] < 0.02
     assert "skipped" in backtest(N[:8], D[:8], L[:8], 6 * N[:8] * D[:8], holdout=4)
+
+
+def test_bootstrap_interval_is_unbounded_when_refits_run_off_to_infinity():
+    x = np.linspace(1.0, 2.0, 1000)
+    stderr, ci = summarise({"A": x})
+    assert ci["A"] == pytest.approx(list(np.percentile(x, [2.5, 97.5])))
+    x[:50] = np.inf  # 5 % of refits with A = inf: the 97.5 % bound is infinite, not silently finite
+    stderr, ci = summarise({"A": x})
+    assert ci["A"][1] == np.inf and np.isfinite(ci["A"][0]) and np.isfinite(stderr["A"])

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from harness import cells, plan
+from harness.collect import collect
 from tests.conftest import CONF, ROOT, cli
 
 
@@ -34,6 +35,9 @@ def test_smoke_sweep_then_rerun_skips_everything(tmp_path):
     assert second.returncode == 0 and second.stdout.count("skip ") == 4
     assert wandb_runs(results) == runs
     assert time.time() - t0 < 60  # no training: only process start-up
+    # every run records the command that trained it (the fit report prints it: test_tiny_e2e)
+    runs_table, _ = collect(str(results / "smoke"))
+    assert set(runs_table["command"]) == {f"harness-train -m sweep=smoke results_dir={results}"}
 
 
 def test_sigkill_mid_sweep_loses_nothing_and_repeats_nothing(tmp_path):

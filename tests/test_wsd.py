@@ -44,3 +44,15 @@ def test_branches_need_the_wsd_schedule(tmp_path):
     with pytest.raises(HarnessError, match="wsd"):
         train.run(cfg)
     assert not cells.sweep_status(tmp_path / "single")
+
+
+def test_a_diverging_branch_is_recorded_once(tmp_path):
+    results = tmp_path / "results"
+    # budget 20 steps; the 5% branch cools down from step 0, so the blow-up happens inside a branch
+    cfg = make_config(*BASE, "optim=wsd", "optim.lr=1e30", "budget.tokens=10240", "branches=[0.05]",
+                      f"results_dir={results}")
+    with pytest.raises(train.Diverged) as info:
+        train.run(cfg)
+    assert info.value.recorded  # so a multirun does not write a second, invalid-* record
+    (branch,) = [p.parent for p in results.rglob("summary.json")]
+    assert cells.read_summary(branch)["status"] == "diverged"
