@@ -99,8 +99,7 @@ def train_main() -> None:
 
 def plan_main() -> None:
     _check_conf()
-    register()
-    from harness import plan
+    from harness import plan  # registers the schema itself
 
     try:
         plan.main(sys.argv[1:], CONF_DIR)

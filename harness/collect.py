@@ -133,12 +133,10 @@ def read_csv(path: Path, columns: dict) -> list[dict]:
     N = df[col["N"]].to_numpy(float)
     D = df[col["D"]].to_numpy(float) if "D" in need else df[col["C"]].to_numpy(float) / (6 * N)
     # harness-fit's own runs.csv also carries both N conventions, epochs and the schedule
-    extra = [k for k in ("N_total", "N_nonembed", "epochs", "schedule") if k in df.columns]
+    extra = df[[k for k in ("N_total", "N_nonembed", "epochs", "schedule") if k in df.columns]]
     rows = []
-    for i in range(len(df)):
-        summary = {"N": N[i], "D": D[i], "val/loss": float(df[col["loss"]].iloc[i])}
-        summary.update({k: df[k].iloc[i].item() if hasattr(df[k].iloc[i], "item") else df[k].iloc[i]
-                        for k in extra})
+    for i, known in enumerate(extra.to_dict("records")):
+        summary = {**known, "D": D[i], "val/loss": float(df[col["loss"]].iloc[i])}
         summary["N"] = summary.pop("N_total", N[i])
         summary["C"] = 6 * summary["N"] * D[i]
         rows.append(_record(summary, run_id=f"row{i + 1}", status="finished", source=path))

@@ -38,18 +38,19 @@ class Tracker:
         self.record.update(status=status, error=error)
         if self.run is not None:
             self.run.summary.update(s)
+            log = self.run.settings.sync_file  # this run's .wandb log
             self.run.finish(exit_code=0 if status == "finished" else 1)
-            self._wait_for_log()
+            _wait_for_log(log)
         cells.write_summary(self.dir, self.record)
         return self.record
 
-    def _wait_for_log(self) -> None:
-        """summary.json says "finished" only once the wandb log on disk is complete."""
-        from harness.wandb_log import wait_complete
 
-        log = next(self.dir.glob(f"wandb/*run-*/run-{self.record['run_id']}.wandb"), None)
-        if log is not None and not wait_complete(log):
-            print(f"warning: {log} still incomplete after 60 s; summary.json has the results")
+def _wait_for_log(log: str, timeout_s: float = 60.0) -> None:
+    """summary.json says "finished" only once the wandb log on disk is complete."""
+    from harness.wandb_log import wait_complete
+
+    if not wait_complete(log, timeout_s):
+        print(f"warning: {log} still incomplete after {timeout_s:.0f} s; summary.json has the results")
 
 
 def _init_wandb(cfg: Config, directory: Path, cid: str, config: dict):

@@ -42,13 +42,18 @@ def run(cfg: Config) -> dict:
     try:
         result = train(cfg, derived, hp, corpus, tracker)
     except BaseException as e:  # record the failure (KeyboardInterrupt too), then let it propagate
-        status = "diverged" if isinstance(e, Diverged) else "failed"
-        tracker.finish(status, {}, error=str(e) if status == "diverged" else f"{type(e).__name__}: {e}")
-        e.recorded = True  # the sweep need not record it again
+        record_failure(tracker, e)
         raise
     record = tracker.finish("finished", result)
     print(f"{cid}: final val/loss {result['val/loss']:.4f} (step 0: {result['val/loss_init']:.4f})")
     return record
+
+
+def record_failure(tracker: Tracker, e: BaseException) -> None:
+    """Finish the run's record as diverged or failed and mark `e` so the sweep does not record it again."""
+    status = "diverged" if isinstance(e, Diverged) else "failed"
+    tracker.finish(status, {}, error=str(e) if status == "diverged" else f"{type(e).__name__}: {e}")
+    e.recorded = True
 
 
 def print_header(cid: str, d: accounting.Derived, hp: dict, corpus: data.Corpus) -> None:

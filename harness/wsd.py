@@ -49,12 +49,12 @@ def run(cfg: Config, d: accounting.Derived, hp: dict, corpus, trunk_dir: Path, b
     records = []
     for start, end in plan:
         for step in range(trunk_steps, start):  # the trunk: warmup, then constant LR
-            loss = s.step(schedule.lr_at(step, d.steps, warmup_steps, hp["lr"], cfg.optim))
+            out = s.step(schedule.lr_at(step, d.steps, warmup_steps, hp["lr"], cfg.optim))
             if (step + 1) % check_every == 0 or step + 1 == start:
-                check_finite(loss.item(), "training loss", step + 1, d.steps)
-            if (step + 1) % cfg.log_every == 0:
-                history.append({"train/loss": loss.item(), "tokens": (step + 1) * d.batch_tokens,
-                                "_step": step + 1})
+                loss = out.item()
+                check_finite(loss, "training loss", step + 1, d.steps)
+            if (step + 1) % cfg.log_every == 0:  # a checked step: check_every is 1 or log_every
+                history.append({"train/loss": loss, "tokens": (step + 1) * d.batch_tokens, "_step": step + 1})
         trunk_steps = max(trunk_steps, start)
         records.append(_branch(cfg, s, d, hp, base, trunk_dir, history, start, end, warmup_steps,
                                loss_init, check_every))
@@ -73,7 +73,7 @@ def run(cfg: Config, d: accounting.Derived, hp: dict, corpus, trunk_dir: Path, b
 def _branch(cfg, s, d, hp, base, trunk_dir, history, start, end, warmup_steps, loss_init,
             check_every) -> dict:
     """Cool down from the trunk at `start` to `end`, record it, and return the trunk to `start`."""
-    from harness.train import Diverged, check_finite
+    from harness.train import check_finite, record_failure
 
     bd = branch_derived(d, end)
     directory = trunk_dir / f"D{bd.D}"
@@ -97,15 +97,12 @@ def _branch(cfg, s, d, hp, base, trunk_dir, history, start, end, warmup_steps, l
             if (step + 1) % check_every == 0 or step + 1 == end:
                 loss = out.item()
                 check_finite(loss, "training loss", step + 1, end)
-            if (step + 1) % cfg.log_every == 0:
-                tracker.log({"train/loss": out.item(), "lr": lr, "tokens": (step + 1) * d.batch_tokens},
-                            step=step + 1)
+            if (step + 1) % cfg.log_every == 0:  # a checked step: check_every is 1 or log_every
+                tracker.log({"train/loss": loss, "lr": lr, "tokens": (step + 1) * d.batch_tokens}, step=step + 1)
         final = s.evaluate()
         check_finite(final, "validation loss", end, end)
     except BaseException as e:  # record the failure, as train.run does, then let it propagate
-        status = "diverged" if isinstance(e, Diverged) else "failed"
-        tracker.finish(status, {}, error=str(e) if status == "diverged" else f"{type(e).__name__}: {e}")
-        e.recorded = True  # the sweep need not record it again
+        record_failure(tracker, e)
         raise
     tracker.log({"val/loss": final, "tokens": bd.D}, step=end)
     s.restore(snap)
