@@ -9,12 +9,11 @@ against the built model). Conventions for FLOPs per training token:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-
 from harness.config import BudgetConfig, ModelConfig
 from harness.errors import HarnessError
 
 CONVENTIONS = ("6N", "6N_attn", "kaplan")
+DEFAULT_TOKENS = 1_500_000  # D when no budget is set: the default run, about a minute on 2 CPU cores
 
 
 def mlp_width(m: ModelConfig) -> int:
@@ -60,53 +59,29 @@ def param_counts(m: ModelConfig, vocab_size: int) -> tuple[int, int]:
     return embed + body + head, body
 
 
-@dataclass(frozen=True)
-class Derived:
-    """Everything the fitter needs about a run's size; logged with every run."""
-
-    N: int  # total trainable parameters
-    N_nonembed: int  # Kaplan's non-embedding parameters
-    flops_per_token: dict  # {convention: training FLOPs per token}
-    batch_tokens: int  # tokens per optimizer step
-    steps: int  # optimizer steps
-    D: int  # training tokens = steps * batch_tokens
-
-    @property
-    def C(self) -> dict:
-        return {k: v * self.D for k, v in self.flops_per_token.items()}
-
-    def flat(self) -> dict:
-        out = {"N": self.N, "N_nonembed": self.N_nonembed, "D": self.D, "steps": self.steps,
-               "batch_tokens": self.batch_tokens, "tokens_per_param": self.D / self.N}
-        c = self.C
-        out.update(C=c["6N"], C_attn=c["6N_attn"], C_kaplan=c["kaplan"])
-        out.update({f"flops_per_token/{k}": v for k, v in self.flops_per_token.items()})
-        return out
-
-    def asdict(self) -> dict:
-        return asdict(self)
-
-
 def flops_per_token(m: ModelConfig, vocab_size: int) -> dict:
     n, n_ne = param_counts(m, vocab_size)
     attn = 6 * m.n_layer * m.n_positions * m.n_embd
     return {"6N": 6 * n, "6N_attn": 6 * n + attn, "kaplan": 6 * n_ne}
 
 
-def budget_kind(b: BudgetConfig) -> str:
-    """Which field sets D: the most specific one given wins (flops, then tokens_per_param, then tokens),
-    so a sweep over C or D/N needs no `budget.tokens=null` beside it."""
-    for key in ("flops", "tokens_per_param", "tokens"):
-        if getattr(b, key) is not None:
-            return key
-    raise HarnessError("no token budget: set budget.tokens, budget.tokens_per_param or budget.flops")
+def budget_kind(b: BudgetConfig) -> str | None:
+    """Which field sets D. At most one may be set: a preset's `budget.flops` next to a command
+    line's `budget.tokens` is a contradiction to name, not a precedence to apply silently."""
+    given = [k for k in ("flops", "tokens_per_param", "tokens") if getattr(b, k) is not None]
+    if len(given) > 1:
+        both = " and ".join(f"budget.{k}={getattr(b, k):g}" for k in given)
+        raise HarnessError(f"{both} are both set; a run has one budget: set the others to null")
+    return given[0] if given else None
 
 
 def budget_tokens(b: BudgetConfig, m: ModelConfig, vocab_size: int) -> float:
-    """The requested D in tokens, before rounding to whole steps."""
+    """The requested D in tokens, before rounding to whole steps (DEFAULT_TOKENS if no budget is set)."""
     kind = budget_kind(b)
     if b.convention not in CONVENTIONS:
         raise HarnessError(f"budget.convention={b.convention!r} is not one of {CONVENTIONS}")
+    if kind is None:
+        return float(DEFAULT_TOKENS)
     value = getattr(b, kind)
     if not value > 0:
         raise HarnessError(f"budget.{kind}={value} must be positive")
@@ -118,11 +93,7 @@ def budget_tokens(b: BudgetConfig, m: ModelConfig, vocab_size: int) -> float:
     return value / flops_per_token(m, vocab_size)[b.convention]
 
 
-def derive(m: ModelConfig, vocab_size: int, b: BudgetConfig, batch_tokens: int) -> Derived:
-    validate_model(m, vocab_size)
-    tokens = budget_tokens(b, m, vocab_size)
-    if tokens < batch_tokens:
-        raise HarnessError(f"token budget {tokens:.0f} is smaller than one batch of {batch_tokens} tokens")
-    steps = max(1, round(tokens / batch_tokens))
-    n, n_ne = param_counts(m, vocab_size)
-    return Derived(n, n_ne, flops_per_token(m, vocab_size), batch_tokens, steps, steps * batch_tokens)
+def budget_name(b: BudgetConfig) -> str:
+    """The budget as the user wrote it, for messages."""
+    kind = budget_kind(b)
+    return f"budget.{kind}={getattr(b, kind):g}" if kind else f"the default budget of {DEFAULT_TOKENS:,} tokens"

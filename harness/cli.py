@@ -70,10 +70,10 @@ def _train_task(dcfg: DictConfig) -> None:
 
 
 def _train_one(cfg: Config, multirun: bool) -> None:
-    from harness import hparams, sweep
+    from harness import spec, sweep
 
     try:
-        hparams.resolve(cfg)  # invalid shapes and budgets fail here, before torch is imported
+        spec.resolve(cfg)  # invalid shapes and budgets fail here, before torch is imported
         from harness import train
 
         if multirun:
@@ -97,8 +97,18 @@ def train_main() -> None:
     _exit_on_config_error(main)
 
 
+PLAN_HELP = """usage: harness-plan [sweep=NAME] [KEY=VALUE ...]
+
+Prints the cells `harness-train -m` would train with the same arguments (expanded by Hydra's own
+sweeper), with N, D, C (6N), D/N, epochs of the corpus, an estimated time and each cell's status,
+then design warnings. Takes exactly the overrides harness-train takes (see harness-train --help)."""
+
+
 def plan_main() -> None:
     _check_conf()
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        print(PLAN_HELP + "\n\nsweep presets:\n" + _presets())
+        return
     from harness import plan  # registers the schema itself
 
     try:
@@ -109,6 +119,16 @@ def plan_main() -> None:
         if type(e).__module__.split(".")[0] not in ("hydra", "omegaconf"):
             raise
         _die("harness-plan", one_line(e))
+
+
+def _presets() -> str:
+    """Each conf/sweep preset with the first line of its header comment."""
+    lines = []
+    for path in sorted((CONF_DIR / "sweep").glob("*.yaml")):
+        first = next((ln.lstrip("# ").strip() for ln in path.read_text().splitlines()
+                      if ln.startswith("#") and "@package" not in ln), "")
+        lines.append(f"  sweep={path.stem:10s} {first}")
+    return "\n".join(lines)
 
 
 def _die(prog: str, message: str) -> None:

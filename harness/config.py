@@ -56,7 +56,7 @@ class OptimConfig:
 
 @dataclass
 class BudgetConfig:
-    """D from the most specific field set: flops, else tokens_per_param, else tokens."""
+    """D from the one field set (two set is an error); none set: accounting.DEFAULT_TOKENS (1.5M)."""
 
     tokens: Optional[int] = None  # D in tokens
     tokens_per_param: Optional[float] = None  # D = this * N (N under `convention`)
@@ -89,7 +89,8 @@ class Config:
     device: str = "auto"  # "auto" (cuda if present), "cpu", "cuda", "cuda:1"
     evals: int = 4  # validation passes spread over training (plus one at step 0 and one at the end)
     log_every: int = 10  # optimizer steps between host syncs for logging and the NaN check
-    threads: Optional[int] = None  # torch CPU threads; None -> torch default
+    threads: Optional[int] = None  # torch intra-op CPU threads; None -> loop.DEFAULT_THREADS (measured choice,
+    # results/bench/contention_*.json). Recorded with every run, not part of a cell's identity (records.env_key)
     compile: bool = False  # torch.compile the model (worth it on GPU for long runs)
     branches: list[float] = field(default_factory=list)  # wsd only: also cool down at these fractions
     # of D, each branch its own record: many D from one run per N (Haegele et al. 2024)

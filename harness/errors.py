@@ -3,3 +3,7 @@
 
 class HarnessError(Exception):
     """Bad input or configuration; the message is shown to the user as one line."""
+
+
+class Diverged(HarnessError):
+    """A loss became NaN or Inf during training; the message names the step."""

@@ -4,17 +4,15 @@ It composes each cell exactly as `harness-train -m` would, so what it prints is 
 """
 from __future__ import annotations
 
-import itertools
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
-from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from omegaconf import OmegaConf
 
-from harness import cells, hparams
+from harness import records, spec
 from harness.config import Config, register
 from harness.errors import HarnessError
 
@@ -33,47 +31,43 @@ class Row:
     values: dict  # N, D, C, ... or {"error": message}
 
 
-def sweep_overrides(argv: list[str], conf_dir: Path) -> tuple[list[str], list[list[str]]]:
-    """Fixed overrides and the expanded sweep axes (command line and the preset's sweeper params)."""
+def job_overrides(argv: list[str], conf_dir: Path) -> list[list[str]]:
+    """Each job's overrides, expanded by Hydra's own code exactly as `harness-train -m` expands them:
+    the multirun config composed with Hydra's config loader, then BasicSweeper's own expansion of
+    the preset's `hydra.sweeper.params` plus the command line's task overrides."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.types import RunMode
+
     register()
-    parser = OverridesParser.create()
-    # `hydra.sweeper.params.model=a,b` on the command line means the same as `model=a,b`
-    argv = [a.removeprefix("hydra.sweeper.params.") for a in argv]
-    plain = [ov.input_line for ov in parser.parse_overrides(argv) if not ov.is_sweep_override()]
     with initialize_config_dir(str(conf_dir), version_base="1.3"):
-        base = compose("config", overrides=plain, return_hydra_config=True)
-    params = base.hydra.sweeper.params
-    params = OmegaConf.to_container(params) if params else {}
-    given = {a.split("=", 1)[0] for a in argv}  # the command line wins over the preset, as in Hydra
-    items = [f"{k}={v}" for k, v in params.items() if k not in given] + list(argv)
-    fixed, axes = [], []
-    for ov in parser.parse_overrides(items):
-        if ov.is_sweep_override():
-            axes.append([f"{ov.get_key_element()}={v}" for v in ov.sweep_string_iterator()])
-        else:
-            fixed.append(ov.input_line)
-    return fixed, axes
+        hydra = GlobalHydra.instance().hydra
+        master = hydra.compose_config("config", overrides=list(argv), run_mode=RunMode.MULTIRUN,
+                                      with_log_configuration=False)
+        params = master.hydra.sweeper.params or {}
+        items = [f"{k}={v}" for k, v in params.items()] + list(master.hydra.overrides.task)
+        parser = OverridesParser.create(config_loader=hydra.config_loader)
+        return BasicSweeper.split_arguments(parser.parse_overrides(items), None)[0]
 
 
 def cells_of(argv: list[str], conf_dir: Path) -> list[Row]:
-    fixed, axes = sweep_overrides(argv, conf_dir)
     rows = []
+    jobs = job_overrides(argv, conf_dir)
     with initialize_config_dir(str(conf_dir), version_base="1.3"):
-        for combo in itertools.product(*axes):
-            overrides = fixed + list(combo)
-            cfg: Config = OmegaConf.to_object(compose("config", overrides=overrides))
+        for overrides in jobs:
+            label = " ".join(overrides)
             try:
-                d, hp = hparams.resolve(cfg)
+                cfg: Config = OmegaConf.to_object(compose("config", overrides=overrides))
+                s = spec.resolve(cfg)
             except HarnessError as e:
-                rows.append(Row(" ".join(combo), None, {"error": str(e)}))
+                rows.append(Row(label, None, {"error": str(e)}))
                 continue
-            cid = cells.cell_id(cfg, d.D)
-            rows.append(Row(cid, cfg, {**d.flat(), **hp, "status": _status(cfg, cid)}))
+            rows.append(Row(s.cell_id, cfg, {**s.flat(), "status": _status(s)}))
     return rows
 
 
-def _status(cfg: Config, cid: str) -> str:
-    rec = cells.read_summary(cells.run_dir(cfg, cid))
+def _status(s: spec.Spec) -> str:
+    rec = records.read(s.directory, records.TRUNK if s.branches else records.RUN)
     return rec["status"] if rec else "todo"
 
 
@@ -82,9 +76,9 @@ def speed_model(results_dir: Path, device: str) -> tuple[tuple[float, float], st
     import numpy as np
 
     rows = []
-    for path in results_dir.glob("*/*/summary.json"):
-        s = json.loads(path.read_text()).get("summary", {})
-        if s.get("status") == "finished" and s.get("train_s"):
+    for _, rec in records.iter_records(results_dir):
+        s = rec.get("summary", {})
+        if rec.get("status") == "finished" and s.get("train_s"):
             rows.append((s["D"], s["C_attn"], s["train_s"]))
     if len(rows) >= 4:
         X = np.array([[d, c] for d, c, _ in rows], float)
@@ -161,7 +155,7 @@ def main(argv: list[str], conf_dir: Path) -> list[str]:
     device = "cuda" if ok and ok[0].cfg.device.startswith("cuda") else "cpu"
     speed, source = speed_model(Path(ok[0].cfg.results_dir) if ok else Path("."), device)
     print("\n".join(table(rows, unique, speed)))
-    todo = [r for r in ok if r.values["status"] not in cells.DONE]
+    todo = [r for r in ok if r.values["status"] not in records.DONE]
     total_c = sum(r.values["C"] for r in ok)
     secs = sum(seconds(r.values, speed) for r in todo)
     print(f"\n{len(rows)} cells ({len(todo)} to run), total C={total_c:.3g} FLOPs (6N), "

@@ -13,37 +13,47 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from harness import cells
+from harness import lock, records
 from harness.config import Config, to_dict
-
-INVALID_PREFIX = "invalid-"
 
 
 def record_invalid(cfg: Config, overrides: list[str], error: str) -> None:
     """A cell that failed before training started: keep a record the sweep report can find."""
     key = hashlib.sha256(" ".join(sorted(overrides)).encode()).hexdigest()[:8]
-    directory = Path(cfg.results_dir) / cfg.sweep.name / f"{INVALID_PREFIX}{key}"
-    cells.write_summary(directory, {"run_id": None, "cell_id": directory.name, "sweep": cfg.sweep.name,
-                                    "status": "failed", "error": error, "overrides": overrides,
-                                    "config": to_dict(cfg), "summary": {"status": "failed"}})
+    directory = Path(cfg.results_dir) / cfg.sweep.name / f"{records.INVALID_PREFIX}{key}"
+    record = records.new("invalid", cell_id=directory.name, sweep=cfg.sweep.name, config=to_dict(cfg),
+                         summary={"status": "failed"}, overrides=overrides)
+    record.update(status="failed", error=error)
+    records.write(directory, record)
 
 
 class SweepReport(Callback):
     """Prints each cell's status after a multirun; exits non-zero if any cell did not finish."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        for old in self._dir(config).glob(f"{INVALID_PREFIX}*"):  # re-recorded if still invalid
+        for old in self._dir(config).glob(f"{records.INVALID_PREFIX}*"):  # re-recorded if still invalid
             shutil.rmtree(old, ignore_errors=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        statuses = cells.sweep_status(self._dir(config))
+        self._wait_for_others(self._dir(config))
+        statuses = records.sweep_status(self._dir(config))
         bad = {cid: s for cid, s in statuses.items() if s != "finished"}
         print(f"sweep {config.sweep.name}: {len(statuses) - len(bad)}/{len(statuses)} cells finished")
         for cid, status in bad.items():
-            rec = cells.read_summary(self._dir(config) / cid) or {}
+            rec = records.read(self._dir(config) / cid, records.TRUNK) or records.read(self._dir(config) / cid) or {}
             print(f"  {status:9s} {cid}: {rec.get('error') or ''}".rstrip())
         if bad:
             sys.exit(1)
+
+    @staticmethod
+    def _wait_for_others(sweep_dir: Path) -> None:
+        """Cells this sweep skipped because another process was training them: wait for those
+        processes, so that when the command returns, every cell it covers has an outcome."""
+        for cell in sorted(p.parent for p in sweep_dir.glob(f"*/{lock.NAME}")):
+            if records.is_done(records.read(cell, records.TRUNK) or records.read(cell)):
+                continue
+            print(f"sweep: waiting for {cell.name}: being trained by {lock.holder(cell / lock.NAME)}")
+            lock.CellLock(cell).acquire(wait=True).release()
 
     @staticmethod
     def _dir(config: DictConfig) -> Path:

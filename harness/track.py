@@ -1,7 +1,9 @@
-"""One wandb run per training run, plus summary.json beside it (what `harness-fit` reads).
+"""One wandb run per training run, plus its record (records.py) beside it, which `harness-fit` reads.
 
 wandb's offline `.wandb` log holds config, history and summary; summary.json repeats config and
-summary so a run's status is on disk from its first second and survives a SIGKILL.
+summary so a run's status is on disk from its first second and survives a SIGKILL. Only the
+process holding the cell's lock (lock.py) creates a Tracker, so the wandb directory it clears
+is a crashed attempt's, never a live one's.
 """
 from __future__ import annotations
 
@@ -10,22 +12,22 @@ import shutil
 import time
 from pathlib import Path
 
-from harness import cells
+from harness import records
 from harness.config import Config, to_dict
+from harness.errors import Diverged
 
 
 class Tracker:
-    def __init__(self, cfg: Config, directory: Path, cid: str, derived: dict):
+    def __init__(self, cfg: Config, directory: Path, cid: str, summary: dict, env: dict):
         self.dir, self.t0 = directory, time.time()
         shutil.rmtree(directory / "wandb", ignore_errors=True)  # a crashed attempt's partial log
-        self.record = {"run_id": None, "cell_id": cid, "sweep": cfg.sweep.name, "status": "running",
-                       "error": None, "command": os.environ.get("HARNESS_COMMAND"),
-                       "config": to_dict(cfg), "summary": dict(derived)}
+        self.record = records.new("run", cell_id=cid, sweep=cfg.sweep.name, config=to_dict(cfg),
+                                  summary=summary, env=env)
         self.run = None
         if cfg.wandb.mode != "disabled":
-            self.run = _init_wandb(cfg, directory, cid, {**self.record["config"], "derived": derived})
+            self.run = _init_wandb(cfg, directory, cid, {**self.record["config"], "derived": summary, "env": env})
             self.record["run_id"] = self.run.id
-        cells.write_summary(directory, self.record)
+        records.write(directory, self.record)
 
     def log(self, metrics: dict, step: int) -> None:
         if self.run is not None:
@@ -40,17 +42,25 @@ class Tracker:
             self.run.summary.update(s)
             log = self.run.settings.sync_file  # this run's .wandb log
             self.run.finish(exit_code=0 if status == "finished" else 1)
-            _wait_for_log(log)
-        cells.write_summary(self.dir, self.record)
+            self.record["wandb_log_complete"] = _wait_for_log(log)
+        records.write(self.dir, self.record)
         return self.record
 
+    def fail(self, e: BaseException) -> None:
+        """Finish as diverged or failed and mark `e` so the sweep does not record it again."""
+        status = "diverged" if isinstance(e, Diverged) else "failed"
+        self.finish(status, {}, error=str(e) if status == "diverged" else f"{type(e).__name__}: {e}")
+        e.recorded = True
 
-def _wait_for_log(log: str, timeout_s: float = 60.0) -> None:
-    """summary.json says "finished" only once the wandb log on disk is complete."""
+
+def _wait_for_log(log: str, timeout_s: float = 60.0) -> bool:
+    """summary.json says "finished" once the wandb log on disk is complete (or says it is not)."""
     from harness.wandb_log import wait_complete
 
-    if not wait_complete(log, timeout_s):
-        print(f"warning: {log} still incomplete after {timeout_s:.0f} s; summary.json has the results")
+    if wait_complete(log, timeout_s):
+        return True
+    print(f"warning: {log} still incomplete after {timeout_s:.0f} s; summary.json has the results")
+    return False
 
 
 def _init_wandb(cfg: Config, directory: Path, cid: str, config: dict):

@@ -1,174 +1,97 @@
-"""Train one model on D tokens and log it: `run(cfg)` is what the Hydra app and the tests call."""
+"""Train one sweep cell and record it: `run(cfg)` is what the Hydra app and the tests call.
+
+A cell is trained by one process at a time (lock.py); a finished cell is skipped; the corpus is
+verified against its manifest before any step; a cell that fails is recorded as failed.
+"""
 from __future__ import annotations
 
-import copy
-import math
 import time
 
-import numpy as np
-import torch
-from tqdm import tqdm
-
-from harness import accounting, cells, data, fastpath, hparams, model, schedule, wsd
+from harness import accounting, data, loop, records, schedule, wsd
 from harness.config import Config
 from harness.errors import HarnessError
+from harness.lock import Busy, CellLock
+from harness.spec import Spec, resolve
 from harness.track import Tracker
 
 
-class Diverged(HarnessError):
-    """Loss became NaN or Inf; the message names the step."""
-
-
 def run(cfg: Config) -> dict:
-    """Train one cell unless it already finished; return its summary.json record (WSD: trunk.json)."""
-    derived, hp = hparams.resolve(cfg)
-    cid = cells.cell_id(cfg, derived.D)
-    directory = cells.run_dir(cfg, cid)
-    previous = wsd.read_trunk(directory) if cfg.branches else cells.read_summary(directory)
-    if previous and previous["status"] in cells.DONE:
-        print(f"skip {cid}: already {previous['status']}")
-        return previous
-    corpus = data.prepare(cfg.data)
+    """Train one cell unless it is done or being trained elsewhere; return its record
+    (WSD: the trunk's record; a busy cell: {"status": "busy", ...})."""
+    spec = resolve(cfg)
+    name = records.TRUNK if spec.branches else records.RUN
+    device, env = loop.setup(cfg)
+    if (done := _done(spec, name, env)) is not None:
+        return done
+    try:
+        lock = CellLock(spec.directory).acquire()
+    except Busy as e:  # another process trains it: skip; the sweep report waits for it at the end
+        print(f"skip {spec.cell_id}: {e}")
+        return {"status": "busy", "cell_id": spec.cell_id, "error": str(e)}
+    with lock:
+        if (done := _done(spec, name, env)) is not None:  # finished while we waited for the lock
+            return done
+        corpus = data.prepare(cfg.data)
+        check_corpus(cfg, spec, corpus)
+        print_header(spec, corpus, env)
+        base = {**spec.flat(), "epochs": spec.D / corpus.train_tokens, "seed": cfg.seed,
+                "sweep": cfg.sweep.name, "arch": cfg.model.arch, "model": cfg.model.name,
+                "corpus": corpus.key, "unique_train_tokens": corpus.train_tokens}
+        if spec.branches:
+            return wsd.train(cfg, spec, corpus, device, env, base)
+        return train_cosine(cfg, spec, corpus, device, env, base)
+
+
+def _done(spec: Spec, name: str, env: dict) -> dict | None:
+    previous = records.read(spec.directory, name)
+    if not records.is_done(previous):
+        return None
+    note = ""
+    if previous.get("env") and records.env_key(previous["env"]) != records.env_key(env):
+        note = f" (under {records.env_key(previous['env'])}; now {records.env_key(env)})"
+    print(f"skip {spec.cell_id}: already {previous['status']}{note}")
+    return previous
+
+
+def check_corpus(cfg: Config, spec: Spec, corpus: data.Corpus) -> None:
+    """What needs the corpus: its vocabulary and one batch of its training split."""
     if corpus.vocab_size > cfg.data.vocab_size:
         raise HarnessError(f"tokenizer has {corpus.vocab_size} tokens > data.vocab_size={cfg.data.vocab_size}")
-    print_header(cid, derived, hp, corpus)
-    flat = {**derived.flat(), **hp, "epochs": derived.D / corpus.train_tokens, "seed": cfg.seed,
-            "cell_id": cid, "cell_key": cells.seedless_key(cfg, derived.D), "sweep": cfg.sweep.name,
-            "arch": cfg.model.arch, "model": cfg.model.name,
-            "corpus": corpus.key, "unique_train_tokens": corpus.train_tokens}
-    if cfg.branches:
-        return wsd.run(cfg, derived, hp, corpus, directory, flat)
-    tracker = Tracker(cfg, directory, cid, flat)
-    try:
-        result = train(cfg, derived, hp, corpus, tracker)
-    except BaseException as e:  # record the failure (KeyboardInterrupt too), then let it propagate
-        record_failure(tracker, e)
-        raise
-    record = tracker.finish("finished", result)
-    print(f"{cid}: final val/loss {result['val/loss']:.4f} (step 0: {result['val/loss_init']:.4f})")
-    return record
+    ctx = cfg.model.n_positions
+    if (corpus.train_tokens - 1) // ctx < spec.batch_tokens // ctx:
+        raise HarnessError(f"{accounting.budget_name(cfg.budget)}: batches of {spec.batch_tokens:,} tokens "
+                           f"(D={spec.D:.3g}, {spec.D / corpus.train_tokens:.3g} epochs) exceed the "
+                           f"training split of {corpus.train_tokens:,} tokens; lower the budget or set "
+                           "optim.batch_tokens")
 
 
-def record_failure(tracker: Tracker, e: BaseException) -> None:
-    """Finish the run's record as diverged or failed and mark `e` so the sweep does not record it again."""
-    status = "diverged" if isinstance(e, Diverged) else "failed"
-    tracker.finish(status, {}, error=str(e) if status == "diverged" else f"{type(e).__name__}: {e}")
-    e.recorded = True
-
-
-def print_header(cid: str, d: accounting.Derived, hp: dict, corpus: data.Corpus) -> None:
-    c = d.C
-    print(f"[{cid}] N={d.N:,} (non-embedding {d.N_nonembed:,})  D={d.D:,} tokens "
-          f"({d.D / d.N:.1f}/param, {d.D / corpus.train_tokens:.2f} epochs)  "
+def print_header(spec: Spec, corpus: data.Corpus, env: dict) -> None:
+    c = spec.C
+    print(f"[{spec.cell_id}] N={spec.N:,} (non-embedding {spec.N_nonembed:,})  D={spec.D:,} tokens "
+          f"({spec.D / spec.N:.1f}/param, {spec.D / corpus.train_tokens:.2f} epochs)  "
           f"C={c['6N']:.3e} (6N) {c['6N_attn']:.3e} (6N+attn) {c['kaplan']:.3e} (Kaplan)  "
-          f"steps={d.steps} batch={d.batch_tokens} tokens lr={hp['lr']:.2e} warmup={hp['warmup_tokens']} tokens")
+          f"steps={spec.steps} batch={spec.batch_tokens} tokens lr={spec.lr:.2e} "
+          f"warmup={spec.warmup_tokens} tokens  [{records.env_key(env)}]")
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise HarnessError(f"device={name} requested but CUDA is not available")
-    return torch.device(name)
-
-
-def make_optimizer(net: torch.nn.Module, cfg: Config, lr: float, device: torch.device):
-    o = cfg.optim
-    decay = [p for p in net.parameters() if p.dim() >= 2]  # matrices; not norms and biases
-    no_decay = [p for p in net.parameters() if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, betas=(o.beta1, o.beta2), eps=o.eps,
-                             fused=device.type == "cuda")
-
-
-class Session:
-    """Model, optimizer, data and held-out windows of one run; `step` is one optimizer step."""
-
-    def __init__(self, cfg: Config, d: accounting.Derived, hp: dict, corpus: data.Corpus):
-        self.device = pick_device(cfg.device)
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        ctx = cfg.model.n_positions
-        self.net = model.build(cfg.model, cfg.data.vocab_size, cfg.seed).to(self.device)
-        # chunked cross-entropy: the (tokens x vocab) fp32 logits are never materialized whole
-        self.loss_fn = fastpath.compile_loss() if cfg.compile else fastpath.lm_loss
-        self.opt = make_optimizer(self.net, cfg, hp["lr"], self.device)
-        self.batches = data.Batches(corpus, ctx, d.batch_tokens // ctx, cfg.seed)
-        self.val = torch.from_numpy(data.val_windows(corpus, ctx, cfg.data.val_tokens)).to(self.device)
-        self.grad_clip = cfg.optim.grad_clip
-
-    def autocast(self):
-        return torch.autocast(self.device.type, torch.bfloat16, enabled=self.device.type == "cuda")
-
-    def step(self, lr: float) -> torch.Tensor:
-        for group in self.opt.param_groups:
-            group["lr"] = lr
-        batch = torch.from_numpy(self.batches.next())
-        if self.device.type == "cuda":
-            batch = batch.pin_memory().to(self.device, non_blocking=True)
-        with self.autocast():
-            loss = self.loss_fn(self.net, batch)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.grad_clip)
-        self.opt.step()
-        self.opt.zero_grad(set_to_none=True)
-        return loss.detach()
-
-    @torch.no_grad()
-    def evaluate(self) -> float:
-        self.net.eval()
-        total = 0.0
-        for chunk in self.val.split(64):
-            with self.autocast():
-                total += fastpath.lm_loss(self.net, chunk).item() * len(chunk)
-        self.net.train()
-        return total / len(self.val)
-
-    def snapshot(self) -> dict:
-        """Everything a branch changes, to return to the trunk afterwards (WSD cooldowns)."""
-        return copy.deepcopy({"net": self.net.state_dict(), "opt": self.opt.state_dict(),
-                              "batches": self.batches.state()})
-
-    def restore(self, snap: dict) -> None:
-        self.net.load_state_dict(snap["net"])
-        self.opt.load_state_dict(snap["opt"])
-        self.batches.restore(snap["batches"])
-
-
-def check_finite(value: float, what: str, step: int, steps: int) -> None:
-    if not math.isfinite(value):
-        raise Diverged(f"non-finite {what} {value} at step {step} of {steps}")
-
-
-def train(cfg: Config, d: accounting.Derived, hp: dict, corpus: data.Corpus, tracker: Tracker) -> dict:
-    s = Session(cfg, d, hp, corpus)
-    warmup_steps = math.ceil(hp["warmup_tokens"] / d.batch_tokens)
-    eval_at = {round(d.steps * (i + 1) / (cfg.evals + 1)) for i in range(cfg.evals)}
-    check_every = 1 if s.device.type == "cpu" else cfg.log_every  # CPU: checking costs no host sync
-
-    loss_init = s.evaluate()
-    tracker.log({"val/loss": loss_init, "tokens": 0}, step=0)
-    recent, t0 = [], time.time()
-    bar = tqdm(total=d.D, unit="tok", unit_scale=True, mininterval=2.0, leave=False)
-    for step in range(d.steps):
-        lr = schedule.lr_at(step, d.steps, warmup_steps, hp["lr"], cfg.optim)
-        loss = s.step(lr)
-        bar.update(d.batch_tokens)
-        if (step + 1) % check_every == 0 or step + 1 == d.steps:
-            recent = (recent + [loss.item()])[-20:]
-            check_finite(recent[-1], "training loss", step + 1, d.steps)
-        if (step + 1) % cfg.log_every == 0:
-            tokens = (step + 1) * d.batch_tokens
-            tracker.log({"train/loss": recent[-1], "lr": lr, "tokens": tokens,
-                         "tokens_per_s": tokens / (time.time() - t0)}, step=step + 1)
-        if step + 1 in eval_at:
-            tracker.log({"val/loss": s.evaluate()}, step=step + 1)
-    bar.close()
-    wall = time.time() - t0
-    final = s.evaluate()
-    check_finite(final, "validation loss", d.steps, d.steps)
-    tracker.log({"val/loss": final, "tokens": d.D}, step=d.steps)
-    return {"val/loss": final, "val/loss_init": loss_init, "train/loss": float(np.mean(recent[-10:])),
-            "train_s": round(wall, 2), "tokens_per_s": d.D / wall, "val_tokens": int(s.val[:, 1:].numel())}
+def train_cosine(cfg: Config, spec: Spec, corpus, device, env: dict, base: dict) -> dict:
+    tracker = Tracker(cfg, spec.directory, spec.cell_id, base, env)
+    try:
+        s = loop.Session(cfg, spec, corpus, device)
+        loss_init = s.evaluate()
+        tracker.log({"val/loss": loss_init, "tokens": 0}, step=0)
+        evals = {round(spec.steps * (i + 1) / (cfg.evals + 1)) for i in range(cfg.evals)}
+        t0 = time.time()
+        train_loss = loop.run_steps(
+            s, 0, spec.steps, lambda i: schedule.lr_at(i, spec.steps, spec.warmup_steps, spec.lr, cfg.optim),
+            tracker.log, evals=evals)
+        wall = time.time() - t0
+        final = s.final_loss(spec.steps)
+    except BaseException as e:  # record the failure (KeyboardInterrupt too), then let it propagate
+        tracker.fail(e)
+        raise
+    tracker.log({"val/loss": final, "tokens": spec.D}, step=spec.steps)
+    print(f"{spec.cell_id}: final val/loss {final:.4f} (step 0: {loss_init:.4f})")
+    return tracker.finish("finished", {"val/loss": final, "val/loss_init": loss_init, "train/loss": train_loss,
+                                       "train_s": round(wall, 2), "tokens_per_s": spec.D / wall,
+                                       "val_tokens": s.val_tokens})

@@ -119,18 +119,29 @@ def read_wandb_log(path: str | Path) -> tuple[dict, dict, list[dict]]:
     return config, summary, history
 
 
-def is_complete(path: str | Path) -> bool:
-    """True once the log holds wandb's final `exit` record: the run finished and was flushed."""
+def _exit_record(path: str | Path):
+    """wandb's final `exit` record if the log ends in one, else None."""
     from wandb.proto import wandb_internal_pb2 as pb
 
     last = None
     for data in iter_record_bytes(path):
         last = data
     if last is None:
-        return False
+        return None
     rec = pb.Record()
     rec.ParseFromString(last)
-    return rec.WhichOneof("record_type") == "exit"
+    return rec.exit if rec.WhichOneof("record_type") == "exit" else None
+
+
+def is_complete(path: str | Path) -> bool:
+    """True once the log holds wandb's final `exit` record: the run finished and was flushed."""
+    return _exit_record(path) is not None
+
+
+def exit_status(path: str | Path) -> int | None:
+    """The run's exit code from its exit record (0: clean), None if the log has none."""
+    rec = _exit_record(path)
+    return None if rec is None else int(rec.exit_code)
 
 
 def wait_complete(path: str | Path, timeout_s: float = 60.0) -> bool:

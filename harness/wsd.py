@@ -4,107 +4,75 @@ Haegele et al. (2024): warmup-stable-decay with a 20% 1-sqrt cooldown matches co
 length, so one trunk at constant LR plus a short cooldown branched at each budget gives one
 (N, D, loss) point per budget for far fewer FLOPs than a cosine run per budget. Each branch is
 its own record (summary.json + wandb run) that `harness-fit` reads like any other run; the trunk
-writes `trunk.json`, which is not a data point.
+writes `trunk.json` (records.py, kind "trunk"), which is not a data point.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
-import math
 import time
-from pathlib import Path
 
-from harness import accounting, cells, schedule
-from harness.config import Config
+from harness import loop, records, schedule
+from harness.config import Config, to_dict
+from harness.spec import Spec
 from harness.track import Tracker
 
 
-def read_trunk(directory: Path) -> dict | None:
-    try:
-        return json.loads((directory / "trunk.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-def branch_plan(cfg: Config, d: accounting.Derived) -> list[tuple[int, int]]:
-    """(branch start step, branch end step) per budget, the largest last; ends are distinct."""
-    ends = sorted({max(1, round(f * d.steps)) for f in cfg.branches} | {d.steps})
-    return [(end - max(1, round(cfg.optim.cooldown_fraction * end)), end) for end in ends]
-
-
-def branch_derived(d: accounting.Derived, end: int) -> accounting.Derived:
-    return dataclasses.replace(d, steps=end, D=end * d.batch_tokens)
-
-
-def run(cfg: Config, d: accounting.Derived, hp: dict, corpus, trunk_dir: Path, base: dict) -> dict:
+def train(cfg: Config, spec: Spec, corpus, device, env: dict, base: dict) -> dict:
     """Train the trunk, branching a cooldown at each budget; returns the trunk record."""
-    from harness.train import Session, check_finite  # torch only when training
-
-    plan = branch_plan(cfg, d)
-    warmup_steps = math.ceil(hp["warmup_tokens"] / d.batch_tokens)
-    s = Session(cfg, d, hp, corpus)
-    check_every = 1 if s.device.type == "cpu" else cfg.log_every  # GPU: no host sync every step
-    loss_init = s.evaluate()
-    history, t0, trunk_steps, branch_steps = [{"val/loss": loss_init, "tokens": 0, "_step": 0}], time.time(), 0, 0
-    records = []
-    for start, end in plan:
-        for step in range(trunk_steps, start):  # the trunk: warmup, then constant LR
-            out = s.step(schedule.lr_at(step, d.steps, warmup_steps, hp["lr"], cfg.optim))
-            if (step + 1) % check_every == 0 or step + 1 == start:
-                loss = out.item()
-                check_finite(loss, "training loss", step + 1, d.steps)
-            if (step + 1) % cfg.log_every == 0:  # a checked step: check_every is 1 or log_every
-                history.append({"train/loss": loss, "tokens": (step + 1) * d.batch_tokens, "_step": step + 1})
-        trunk_steps = max(trunk_steps, start)
-        records.append(_branch(cfg, s, d, hp, base, trunk_dir, history, start, end, warmup_steps,
-                               loss_init, check_every))
-        branch_steps += end - start
-    record = {"status": "finished", "branches": [r["cell_id"] for r in records],
-              "trunk_steps": trunk_steps, "branch_steps": branch_steps,
-              "train_tokens": (trunk_steps + branch_steps) * d.batch_tokens,
-              "train_flops": (trunk_steps + branch_steps) * d.batch_tokens * d.flops_per_token["6N"],
-              "wall_s": round(time.time() - t0, 2)}
-    cells.write_summary(trunk_dir, record, name="trunk.json")
-    print(f"{trunk_dir.name}: " + ", ".join(f"D={r['summary']['D']:,} val/loss {r['summary']['val/loss']:.4f}"
-                                          for r in records))
-    return record
-
-
-def _branch(cfg, s, d, hp, base, trunk_dir, history, start, end, warmup_steps, loss_init,
-            check_every) -> dict:
-    """Cool down from the trunk at `start` to `end`, record it, and return the trunk to `start`."""
-    from harness.train import check_finite, record_failure
-
-    bd = branch_derived(d, end)
-    directory = trunk_dir / f"D{bd.D}"
-    cid = f"{trunk_dir.name}_D{bd.D}"
-    previous = cells.read_summary(directory)
-    if previous and previous["status"] in cells.DONE:
-        return previous
-    flat = {**base, **bd.flat(), "epochs": bd.D / base["unique_train_tokens"], "cell_id": cid,
-            "cell_key": f"{base['cell_key']}_D{bd.D}",
-            "branch_start_tokens": start * d.batch_tokens, "trunk": trunk_dir.name}
-    tracker = Tracker(cfg, directory, cid, flat)
-    for row in history:
-        if row["_step"] <= start:
-            tracker.log({k: v for k, v in row.items() if k != "_step"}, step=row["_step"])
-    snap, t0 = s.snapshot(), time.time()
+    trunk = records.new("trunk", cell_id=spec.cell_id, sweep=cfg.sweep.name, config=to_dict(cfg),
+                        summary=base, env=env, branches=[])
+    records.write(spec.directory, trunk, records.TRUNK)
+    t0, trunk_steps, branch_steps = time.time(), 0, 0
+    history: list[tuple[dict, int]] = []  # the trunk's log, replayed into each branch's wandb run
     try:
-        loss = float("nan")
-        for step in range(start, end):  # exactly the LR a standalone WSD run of length `end` would use
-            lr = schedule.lr_at(step, end, warmup_steps, hp["lr"], cfg.optim)
-            out = s.step(lr)
-            if (step + 1) % check_every == 0 or step + 1 == end:
-                loss = out.item()
-                check_finite(loss, "training loss", step + 1, end)
-            if (step + 1) % cfg.log_every == 0:  # a checked step: check_every is 1 or log_every
-                tracker.log({"train/loss": loss, "lr": lr, "tokens": (step + 1) * d.batch_tokens}, step=step + 1)
-        final = s.evaluate()
-        check_finite(final, "validation loss", end, end)
-    except BaseException as e:  # record the failure, as train.run does, then let it propagate
-        record_failure(tracker, e)
+        s = loop.Session(cfg, spec, corpus, device)
+        loss_init = s.evaluate()
+        history.append(({"val/loss": loss_init, "tokens": 0}, 0))
+
+        def trunk_lr(step: int) -> float:  # warmup, then constant: the cooldown lies beyond every branch
+            return schedule.lr_at(step, spec.steps, spec.warmup_steps, spec.lr, cfg.optim)
+
+        for start, end in spec.branches:
+            loop.run_steps(s, trunk_steps, start, trunk_lr, lambda m, i: history.append((m, i)), of=spec.steps)
+            trunk_steps = max(trunk_steps, start)
+            rec = _branch(cfg, s, spec.branch(end), start, history, loss_init, env, base)
+            trunk["branches"].append(rec["cell_id"])
+            branch_steps += end - start
+    except BaseException as e:  # a branch records its own failure; the trunk says it stopped
+        trunk.update(status="diverged" if isinstance(e, loop.Diverged) else "failed", error=f"{type(e).__name__}: {e}")
+        records.write(spec.directory, trunk, records.TRUNK)
+        e.recorded = True
         raise
-    tracker.log({"val/loss": final, "tokens": bd.D}, step=end)
+    tokens = (trunk_steps + branch_steps) * spec.batch_tokens
+    trunk["summary"].update(trunk_steps=trunk_steps, branch_steps=branch_steps, train_tokens=tokens,
+                            train_flops=tokens * spec.flops_per_token["6N"], wall_s=round(time.time() - t0, 2))
+    trunk["status"] = "finished"
+    records.write(spec.directory, trunk, records.TRUNK)
+    print(f"{spec.cell_id}: {len(spec.branches)} branches, trunk {trunk_steps} + branches {branch_steps} steps")
+    return trunk
+
+
+def _branch(cfg: Config, s: loop.Session, b: Spec, start: int, history, loss_init: float, env: dict,
+            base: dict) -> dict:
+    """Cool down from the trunk at `start` to b.steps, record it, and return the trunk to `start`."""
+    previous = records.read(b.directory)
+    if records.is_done(previous):
+        return previous
+    summary = {**base, **b.flat(), "epochs": b.D / base["unique_train_tokens"],
+               "branch_start_tokens": start * b.batch_tokens, "trunk": base["cell_id"]}
+    tracker = Tracker(cfg, b.directory, b.cell_id, summary, env)
+    for metrics, step in history:
+        if step <= start:
+            tracker.log(metrics, step=step)
+    snap, t0 = s.snapshot(), time.time()
+    try:  # exactly the LR a standalone WSD run of length b.steps would use
+        train_loss = loop.run_steps(
+            s, start, b.steps, lambda i: schedule.lr_at(i, b.steps, b.warmup_steps, b.lr, cfg.optim), tracker.log)
+        final = s.final_loss(b.steps)
+    except BaseException as e:
+        tracker.fail(e)
+        raise
+    tracker.log({"val/loss": final, "tokens": b.D}, step=b.steps)
     s.restore(snap)
-    return tracker.finish("finished", {"val/loss": final, "val/loss_init": loss_init, "train/loss": loss,
+    print(f"{b.cell_id}: final val/loss {final:.4f}")
+    return tracker.finish("finished", {"val/loss": final, "val/loss_init": loss_init, "train/loss": train_loss,
                                        "branch_s": round(time.time() - t0, 2)})

@@ -14,7 +14,7 @@ import platform
 import time
 from pathlib import Path
 
-from harness import hparams, train
+from harness import hparams, spec, train
 from harness.cli import compose
 from harness.cli_fit import FitConfig
 from harness.cli_fit import run as fit_run
@@ -29,9 +29,9 @@ BATCH_TOKENS = 384  # one batch for every size: the per-size rule at D_max gives
 
 def pinned(model: str, budgets: list[int]) -> list[str]:
     big = compose([f"model={model}", f"budget.tokens={max(budgets)}", f"optim.batch_tokens={BATCH_TOKENS}"])
-    d, hp = hparams.resolve(big)
-    warmup = hparams.warmup_tokens(big, min(budgets))
-    return [f"model={model}", f"optim.lr={hp['lr']}", f"optim.batch_tokens={BATCH_TOKENS}",
+    s = spec.resolve(big)
+    warmup = hparams.warmup_tokens(s.N, min(budgets))
+    return [f"model={model}", f"optim.lr={s.lr}", f"optim.batch_tokens={BATCH_TOKENS}",
             f"optim.warmup_tokens={warmup}"]
 
 

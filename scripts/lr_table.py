@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from harness import hparams
+from harness import spec
 from harness.cli import compose
 
 
@@ -32,7 +32,7 @@ def main(sweep_dir: str) -> None:
         cols = [(f"**{losses[lr]:.3f}**" if lr == best else f"{losses[lr]:.3f}") if lr in losses else "-"
                 for lr in lrs]
         print(f"| {model} | {batch}{' (rule)' if rule else ''} | " + " | ".join(cols)
-              + f" | {hparams.learning_rate(cfg):.4f} |")
+              + f" | {spec.resolve(cfg).lr:.4f} |")
 
 
 if __name__ == "__main__":

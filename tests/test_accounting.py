@@ -4,10 +4,10 @@ import math
 import pytest
 import yaml
 
-from harness import accounting, hparams, model
+from harness import accounting, model, spec
 from harness.config import BudgetConfig, ModelConfig
 from harness.errors import HarnessError
-from tests.conftest import CONF, make_config
+from tests.conftest import CONF, cli, make_config
 
 SHAPES = [
     dict(arch="gpt2", n_layer=2, n_embd=32, n_head=2),
@@ -53,41 +53,45 @@ def test_flop_conventions():
 
 
 @pytest.mark.parametrize("budget,expect", [
-    (BudgetConfig(tokens=1_000_000), lambda n, f: 1_000_000),
-    (BudgetConfig(tokens_per_param=20), lambda n, f: 20 * n),
-    (BudgetConfig(flops=1e12), lambda n, f: 1e12 / f["6N"]),
-    (BudgetConfig(flops=1e12, convention="6N_attn"), lambda n, f: 1e12 / f["6N_attn"]),
+    ("budget.tokens=1000000", lambda n, f: 1_000_000),
+    ("budget.tokens_per_param=20", lambda n, f: 20 * n),
+    ("budget.flops=1e12", lambda n, f: 1e12 / f["6N"]),
+    ("budget.flops=1e12 budget.convention=6N_attn", lambda n, f: 1e12 / f["6N_attn"]),
 ])
 def test_budget_resolves_to_whole_steps(budget, expect):
-    m = ModelConfig()
-    n, _ = accounting.param_counts(m, 2048)
-    d = accounting.derive(m, 2048, budget, batch_tokens=1024)
-    want = expect(n, accounting.flops_per_token(m, 2048))
-    assert d.D % 1024 == 0 and abs(d.D - want) <= 512
-    assert d.C["6N"] == 6 * n * d.D
+    s = spec.resolve(make_config(*budget.split(), "optim.batch_tokens=1024"))
+    n, _ = accounting.param_counts(ModelConfig(), 2048)
+    want = expect(n, accounting.flops_per_token(ModelConfig(), 2048))
+    assert s.D % 1024 == 0 and abs(s.D - want) <= 512 and s.D == s.steps * s.batch_tokens
+    assert s.C["6N"] == 6 * n * s.D and s.N == n
 
 
-def test_most_specific_budget_wins():
-    m = ModelConfig()
-    both = accounting.derive(m, 2048, BudgetConfig(tokens=10, flops=1e12), batch_tokens=128)
-    only = accounting.derive(m, 2048, BudgetConfig(flops=1e12), batch_tokens=128)
-    assert both.D == only.D
+def test_no_budget_means_the_default_and_two_budgets_are_an_error():
+    assert accounting.budget_tokens(BudgetConfig(), ModelConfig(), 2048) == accounting.DEFAULT_TOKENS
+    with pytest.raises(HarnessError, match=r"budget.flops=1e\+?12 and budget.tokens=10 are both set"):
+        accounting.budget_tokens(BudgetConfig(tokens=10, flops=1e12), ModelConfig(), 2048)
 
 
-@pytest.mark.parametrize("budget", [BudgetConfig(), BudgetConfig(tokens=-5), BudgetConfig(tokens=100),
-                                    BudgetConfig(flops=1e12, convention="7N")])
+def test_a_preset_budget_and_a_command_line_budget_conflict_with_one_line(tmp_path):
+    """`-m sweep=gpu budget.tokens=...` used to keep the preset's budget.flops without a word."""
+    out = cli("harness-train", "-m", "sweep=isoflop", "budget.tokens=1000000", f"results_dir={tmp_path}",
+              "wandb.mode=disabled", cwd=tmp_path)
+    assert out.returncode != 0 and "are both set" in out.stderr
+    assert not list(tmp_path.rglob("*.wandb"))
+
+
+@pytest.mark.parametrize("budget", ["budget.tokens=-5", "budget.tokens=100", "budget.flops=1e12 budget.convention=7N",
+                                    "optim.batch_tokens=1000"])
 def test_bad_budgets_fail_clearly(budget):
     with pytest.raises(HarnessError):
-        accounting.derive(ModelConfig(), 2048, budget, batch_tokens=1024)
+        spec.resolve(make_config(*budget.split()))
 
 
 def test_per_size_rules_shrink_lr_and_grow_batch_with_compute():
-    small = make_config("model=gpt2-100k", "budget.tokens=1000000")
-    large = make_config("model=gpt2-13m", "budget.tokens=100000000")
-    assert hparams.learning_rate(large) < hparams.learning_rate(small)
-    assert hparams.batch_tokens(large) > hparams.batch_tokens(small)
-    assert hparams.batch_tokens(small) % small.model.n_positions == 0
-    overridden = make_config("optim.lr=0.5", "optim.batch_tokens=4096")
-    assert hparams.learning_rate(overridden) == 0.5 and hparams.batch_tokens(overridden) == 4096
-    d, hp = hparams.resolve(small)
-    assert 0 < hp["warmup_tokens"] <= 0.25 * d.D and math.isclose(d.D / d.batch_tokens, d.steps)
+    small = spec.resolve(make_config("model=gpt2-100k", "budget.tokens=1000000"))
+    large = spec.resolve(make_config("model=gpt2-13m", "budget.tokens=100000000"))
+    assert large.lr < small.lr and large.batch_tokens > small.batch_tokens
+    assert small.batch_tokens % 128 == 0
+    overridden = spec.resolve(make_config("optim.lr=0.5", "optim.batch_tokens=4096"))
+    assert overridden.lr == 0.5 and overridden.batch_tokens == 4096
+    assert 0 < small.warmup_tokens <= 0.25 * small.D and math.isclose(small.D / small.batch_tokens, small.steps)

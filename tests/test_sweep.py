@@ -7,17 +7,17 @@ import time
 
 import pytest
 
-from harness import cells, plan
+from harness import plan, records
 from harness.collect import collect
 from tests.conftest import CONF, ROOT, cli
 
 
 def statuses(results):
-    return cells.sweep_status(results / "smoke")
+    return records.sweep_status(results / "smoke")
 
 
 def run_ids(results):
-    return {cid: cells.read_summary(results / "smoke" / cid)["run_id"] for cid in statuses(results)}
+    return {cid: records.read(results / "smoke" / cid)["run_id"] for cid in statuses(results)}
 
 
 def wandb_runs(results):
@@ -115,8 +115,14 @@ def test_plan_command_line(tmp_path):
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1
 
 
-def test_planner_takes_a_preset_axis_replaced_either_way(tmp_path, capsys):
-    for axis in ("model", "hydra.sweeper.params.model"):
-        plan.main(["sweep=tiny", f"{axis}=gpt2-20k,gpt2-50k", f"results_dir={tmp_path}"], CONF)
+def test_planner_expands_a_sweep_exactly_as_hydra_does(tmp_path, capsys):
+    for axis in ("model=gpt2-20k,gpt2-50k", "hydra.sweeper.params.model='gpt2-20k,gpt2-50k'"):
+        plan.main(["sweep=tiny", axis, f"results_dir={tmp_path}"], CONF)
         printed = capsys.readouterr().out
-        assert "8 cells (8 to run)" in printed and "gpt2-8k" not in printed
+        assert "8 cells (8 to run)" in printed and "gpt2-100k" not in printed
+    # Hydra refuses a sweep over its own config; the planner used to accept it and plan 8 cells
+    unquoted = ["sweep=tiny", "hydra.sweeper.params.model=gpt2-20k,gpt2-50k", f"results_dir={tmp_path}"]
+    planned, trained = cli("harness-plan", *unquoted, cwd=tmp_path), cli("harness-train", "-m", *unquoted, cwd=tmp_path)
+    assert planned.returncode == trained.returncode == 2
+    assert planned.stderr.split(": error: ")[1] == trained.stderr.split(": error: ")[1]
+    assert "Sweeping over Hydra's configuration is not supported" in planned.stderr

@@ -3,7 +3,8 @@ import math
 
 import pytest
 
-from harness import cells, schedule, train
+from harness import records, schedule, spec, train
+from harness.errors import Diverged
 from harness.config import OptimConfig
 from harness.wandb_log import read_wandb_log
 from tests.conftest import cli
@@ -21,7 +22,7 @@ def test_run_trains_logs_and_skips_when_done(tiny):
     assert s["val/loss"] < s["val/loss_init"] - 0.5
     assert s["D"] == s["steps"] * s["batch_tokens"] and s["C"] == 6 * s["N"] * s["D"]
     assert 0 < s["epochs"] < 1
-    directory = cells.run_dir(tiny, record["cell_id"])
+    directory = spec.resolve(tiny).directory
     (log,) = wandb_logs(directory)
     config, summary, history = read_wandb_log(log)
     assert summary["val/loss"] == pytest.approx(s["val/loss"])
@@ -35,10 +36,9 @@ def test_run_trains_logs_and_skips_when_done(tiny):
 
 def test_nan_aborts_with_the_step_and_is_recorded(tiny):
     tiny.optim.lr = 1e30
-    with pytest.raises(train.Diverged, match=r"at step \d+"):
+    with pytest.raises(Diverged, match=r"at step \d+"):
         train.run(tiny)
-    (directory,) = (tiny_dir for tiny_dir in (cells.run_dir(tiny, "x").parent).iterdir())
-    assert cells.read_summary(directory)["status"] == "diverged"
+    assert records.read(spec.resolve(tiny).directory)["status"] == "diverged"
 
 
 def test_cosine_spans_exactly_the_run_and_wsd_cools_down():
@@ -54,7 +54,7 @@ def test_cosine_spans_exactly_the_run_and_wsd_cools_down():
 @pytest.mark.parametrize("args,message", [
     (["model.n_embd=100", "model.n_head=3"], "not divisible"),
     (["model=gpt2-nope"], "Could not find 'model/gpt2-nope'"),
-    (["budget.tokens=100"], "smaller than one batch"),
+    (["budget.tokens=100"], "budget.tokens=100 gives 100 tokens, fewer than one batch"),
     (["data=files", "data.paths=[/no/such/file.txt]"], "data file not found"),
 ])
 def test_invalid_configs_fail_before_training_with_one_line(tmp_path, args, message):

@@ -1,7 +1,8 @@
 """WSD branches: one trunk per N, a cooldown per budget, each branch a record the collector reads."""
 import pytest
 
-from harness import cells, hparams, train, wsd
+from harness import records, spec, train
+from harness.errors import Diverged
 from harness.collect import collect
 from harness.errors import HarnessError
 from tests.conftest import make_config
@@ -16,9 +17,9 @@ def test_branches_become_records_and_match_cosine_within_noise(tmp_path):
     trunk = train.run(cfg)
     assert trunk["status"] == "finished" and len(trunk["branches"]) == 2
     # the trunk shares the first 0.8 * 60k tokens with the short branch: cheaper than two runs
-    assert trunk["train_tokens"] < 0.85 * (120_000 + 60_000)
+    assert trunk["summary"]["train_tokens"] < 0.85 * (120_000 + 60_000)
     runs, _ = collect(str(results))
-    d, _ = hparams.resolve(cfg)
+    d = spec.resolve(cfg)
     assert len(runs) == 2 and sorted(runs["D"]) == [round(d.steps / 2) * 512, d.D]
     assert set(runs["schedule"]) == {"wsd"}
 
@@ -33,8 +34,7 @@ def test_branches_become_records_and_match_cosine_within_noise(tmp_path):
 
 def test_branch_plan_ends_at_each_budget():
     cfg = make_config("optim=wsd", "branches=[0.25,0.5]", "budget.tokens=102400", "optim.batch_tokens=1024")
-    d, _ = hparams.resolve(cfg)
-    plan = wsd.branch_plan(cfg, d)
+    plan = spec.resolve(cfg).branches
     assert [end for _, end in plan] == [25, 50, 100]
     assert all(end - start == round(0.2 * end) for start, end in plan)
 
@@ -43,7 +43,7 @@ def test_branches_need_the_wsd_schedule(tmp_path):
     cfg = make_config("branches=[0.5]", f"results_dir={tmp_path}")
     with pytest.raises(HarnessError, match="wsd"):
         train.run(cfg)
-    assert not cells.sweep_status(tmp_path / "single")
+    assert not records.sweep_status(tmp_path / "single")
 
 
 def test_a_diverging_branch_is_recorded_once(tmp_path):
@@ -51,8 +51,9 @@ def test_a_diverging_branch_is_recorded_once(tmp_path):
     # budget 20 steps; the 5% branch cools down from step 0, so the blow-up happens inside a branch
     cfg = make_config(*BASE, "optim=wsd", "optim.lr=1e30", "budget.tokens=10240", "branches=[0.05]",
                       f"results_dir={results}")
-    with pytest.raises(train.Diverged) as info:
+    with pytest.raises(Diverged) as info:
         train.run(cfg)
     assert info.value.recorded  # so a multirun does not write a second, invalid-* record
     (branch,) = [p.parent for p in results.rglob("summary.json")]
-    assert cells.read_summary(branch)["status"] == "diverged"
+    assert records.read(branch)["status"] == "diverged"
+    assert records.read(branch.parent, records.TRUNK)["status"] == "diverged"

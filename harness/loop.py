@@ -1,0 +1,163 @@
+"""The one training loop: a Session (model, optimizer, data, held-out windows) and `run_steps`.
+
+Cosine runs (train.py) and WSD trunks and branches (wsd.py) all step through `run_steps`.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import platform
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from harness import data, fastpath, model
+from harness.config import Config
+from harness.errors import Diverged, HarnessError
+from harness.spec import Spec
+
+DEFAULT_THREADS = 1  # see `threads` in config.py: contention-proof and machine-independent losses
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise HarnessError(f"device={name} requested but CUDA is not available")
+    return torch.device(name)
+
+
+def setup(cfg: Config) -> tuple[torch.device, dict]:
+    """Pick the device, set CPU threads, and return the environment recorded with every run."""
+    device = pick_device(cfg.device)
+    torch.set_num_threads(cfg.threads or DEFAULT_THREADS)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = _cpu_model()
+    import transformers
+
+    env = {"torch": torch.__version__, "transformers": transformers.__version__, "numpy": np.__version__,
+           "python": platform.python_version(), "device": str(device), "device_name": name,
+           "threads": torch.get_num_threads(), "dtype": "bfloat16" if device.type == "cuda" else "float32",
+           "host": platform.node()}
+    return device, env
+
+
+def _cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def make_optimizer(net: torch.nn.Module, cfg: Config, lr: float, device: torch.device):
+    o = cfg.optim
+    decay = [p for p in net.parameters() if p.dim() >= 2]  # matrices; not norms and biases
+    no_decay = [p for p in net.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, betas=(o.beta1, o.beta2), eps=o.eps,
+                             fused=device.type == "cuda")
+
+
+class Session:
+    """Model, optimizer, data and held-out windows of one run; `step` is one optimizer step."""
+
+    def __init__(self, cfg: Config, spec: Spec, corpus: data.Corpus, device: torch.device):
+        self.device, self.batch_tokens = device, spec.batch_tokens
+        ctx = cfg.model.n_positions
+        self.net = model.build(cfg.model, cfg.data.vocab_size, cfg.seed).to(device)
+        # chunked cross-entropy: the (tokens x vocab) fp32 logits are never materialized whole
+        self.loss_fn = fastpath.compile_loss() if cfg.compile else fastpath.lm_loss
+        self.opt = make_optimizer(self.net, cfg, spec.lr, device)
+        self.batches = data.Batches(corpus, ctx, spec.batch_tokens // ctx, cfg.seed)
+        self.val = torch.from_numpy(data.val_windows(corpus, ctx, cfg.data.val_tokens)).to(device)
+        self.grad_clip = cfg.optim.grad_clip
+        self.log_every = cfg.log_every
+        self.check_every = 1 if device.type == "cpu" else cfg.log_every  # CPU: checking costs no host sync
+
+    def autocast(self):
+        return torch.autocast(self.device.type, torch.bfloat16, enabled=self.device.type == "cuda")
+
+    def step(self, lr: float) -> torch.Tensor:
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        batch = torch.from_numpy(self.batches.next())
+        if self.device.type == "cuda":
+            batch = batch.pin_memory().to(self.device, non_blocking=True)
+        with self.autocast():
+            loss = self.loss_fn(self.net, batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.grad_clip)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        self.net.eval()
+        total = 0.0
+        for chunk in self.val.split(64):
+            with self.autocast():
+                total += fastpath.lm_loss(self.net, chunk).item() * len(chunk)
+        self.net.train()
+        return total / len(self.val)
+
+    def final_loss(self, step: int) -> float:
+        loss = self.evaluate()
+        check_finite(loss, "validation loss", step, step)
+        return loss
+
+    @property
+    def val_tokens(self) -> int:
+        return int(self.val[:, 1:].numel())
+
+    def snapshot(self) -> dict:
+        """Everything a branch changes, to return to the trunk afterwards (WSD cooldowns)."""
+        return copy.deepcopy({"net": self.net.state_dict(), "opt": self.opt.state_dict(),
+                              "batches": self.batches.state()})
+
+    def restore(self, snap: dict) -> None:
+        self.net.load_state_dict(snap["net"])
+        self.opt.load_state_dict(snap["opt"])
+        self.batches.restore(snap["batches"])
+
+
+def check_finite(value: float, what: str, step: int, steps: int) -> None:
+    if not math.isfinite(value):
+        raise Diverged(f"non-finite {what} {value} at step {step} of {steps}")
+
+
+def run_steps(s: Session, first: int, last: int, lr_of: Callable[[int], float],
+              log: Callable[[dict, int], None], *, evals=(), of: int | None = None) -> float:
+    """Optimizer steps first..last-1 (0-based) at LR lr_of(step); returns the mean of the last
+    (up to 10) checked training losses. `log(metrics, step)` gets train/loss, lr, tokens and
+    tokens/s every log_every steps and val/loss after each step in `evals`; `of` is the run's
+    length for messages (default `last`)."""
+    recent, t0 = [], time.time()
+    bar = tqdm(total=(last - first) * s.batch_tokens, unit="tok", unit_scale=True, mininterval=2.0,
+               leave=False, disable=os.environ.get("HARNESS_PROGRESS") == "0")
+    for step in range(first, last):
+        lr = lr_of(step)
+        loss = s.step(lr)
+        done = step + 1
+        bar.update(s.batch_tokens)
+        if done % s.check_every == 0 or done == last:
+            recent = (recent + [loss.item()])[-10:]
+            check_finite(recent[-1], "training loss", done, of or last)
+        if done % s.log_every == 0:  # a checked step: check_every is 1 or log_every
+            log({"train/loss": recent[-1], "lr": lr, "tokens": done * s.batch_tokens,
+                 "tokens_per_s": (done - first) * s.batch_tokens / (time.time() - t0)}, done)
+        if done in evals:
+            log({"val/loss": s.evaluate()}, done)
+    bar.close()
+    return float(np.mean(recent)) if recent else float("nan")

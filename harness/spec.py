@@ -1,0 +1,118 @@
+"""One run's resolved spec: everything that follows from its config, computed once (torch-free).
+
+`resolve(cfg)` validates the config and derives sizes, budget, C, per-size hyperparameters and the
+cell's identity and directory into one frozen `Spec`; the training side receives it and derives
+nothing again (STYLE 20). A WSD branch is a Spec of its own (`Spec.branch`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import accounting, hparams, schedule
+from harness.config import Config, to_dict
+from harness.errors import HarnessError
+
+# Fields that do not change what a run computes: excluded from its identity. The environment that
+# computes it (threads, device, torch version, dtype) is recorded instead: see records.env_key.
+NOT_IDENTITY = ("results_dir", "wandb", "device", "threads", "log_every", "sweep", "compile")
+
+
+def cell_id(cfg: Config, D: int) -> str:
+    """Stable id from the resolved config, so reruns of a sweep find the same directories."""
+    d = {k: v for k, v in to_dict(cfg).items() if k not in NOT_IDENTITY}
+    d["data"] = {k: v for k, v in d["data"].items() if k != "cache_dir"}
+    digest = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{cfg.model.name}_D{D:.3g}_s{cfg.seed}_{digest}".replace("+", "")
+
+
+def seedless_key(cfg: Config, D: int) -> str:
+    """The cell a run belongs to across seeds: the fitter averages runs that share it."""
+    return cell_id(dataclasses.replace(cfg, seed=0), D).replace("_s0_", "_")
+
+
+@dataclass(frozen=True)
+class Spec:
+    cell_id: str  # directory name and wandb run name
+    cell_key: str  # the same cell across seeds
+    directory: Path  # results_dir/<sweep>/<cell_id>
+    N: int  # total trainable parameters
+    N_nonembed: int  # Kaplan's non-embedding parameters
+    flops_per_token: dict  # {convention: training FLOPs per token}
+    batch_tokens: int  # tokens per optimizer step
+    steps: int  # optimizer steps
+    D: int  # training tokens = steps * batch_tokens
+    lr: float  # peak learning rate
+    warmup_tokens: int  # linear warmup
+    schedule: str  # "cosine" or "wsd"
+    branches: tuple = ()  # WSD: (cooldown start step, end step) per budget, the full run last
+
+    @property
+    def warmup_steps(self) -> int:
+        return math.ceil(self.warmup_tokens / self.batch_tokens)
+
+    @property
+    def C(self) -> dict:
+        return {k: v * self.D for k, v in self.flops_per_token.items()}
+
+    def flat(self) -> dict:
+        """The numbers logged with the run (and read by the fitter)."""
+        c = self.C
+        out = {"cell_id": self.cell_id, "cell_key": self.cell_key, "N": self.N,
+               "N_nonembed": self.N_nonembed, "D": self.D, "steps": self.steps,
+               "batch_tokens": self.batch_tokens, "tokens_per_param": self.D / self.N,
+               "C": c["6N"], "C_attn": c["6N_attn"], "C_kaplan": c["kaplan"], "lr": self.lr,
+               "warmup_tokens": self.warmup_tokens, "schedule": self.schedule}
+        out.update({f"flops_per_token/{k}": v for k, v in self.flops_per_token.items()})
+        return out
+
+    def branch(self, end: int) -> "Spec":
+        """The WSD branch that cools down to step `end`: a run of its own, in the trunk's directory."""
+        D = end * self.batch_tokens
+        return dataclasses.replace(self, cell_id=f"{self.cell_id}_D{D}", cell_key=f"{self.cell_key}_D{D}",
+                                   directory=self.directory / f"D{D}", steps=end, D=D, branches=())
+
+
+def resolve(cfg: Config) -> Spec:
+    """Validate and derive everything before any work: sizes, budget, per-size hyperparameters."""
+    schedule.validate(cfg.optim)
+    if cfg.branches and cfg.optim.schedule != "wsd":
+        raise HarnessError("branches need optim.schedule=wsd (cooldowns branch from a constant-LR trunk)")
+    if any(not 0 < f <= 1 for f in cfg.branches):
+        raise HarnessError(f"branches={cfg.branches} must be fractions of D in (0, 1]")
+    if cfg.threads is not None and cfg.threads < 1:
+        raise HarnessError(f"threads={cfg.threads} must be >= 1")
+    m, V = cfg.model, cfg.data.vocab_size
+    accounting.validate_model(m, V)
+    n, n_ne = accounting.param_counts(m, V)
+    requested = accounting.budget_tokens(cfg.budget, m, V)
+    compute = hparams.deepseek_compute(n_ne, m.n_layer, m.n_positions, m.n_embd, requested)
+    bt = cfg.optim.batch_tokens or hparams.batch_tokens(compute, m.n_positions)
+    if bt % m.n_positions:
+        raise HarnessError(f"optim.batch_tokens={bt} is not a whole number of sequences of "
+                           f"model.n_positions={m.n_positions} tokens")
+    if requested < bt:
+        raise HarnessError(f"{accounting.budget_name(cfg.budget)} gives {requested:.0f} tokens, "
+                           f"fewer than one batch of {bt} tokens")
+    steps = max(1, round(requested / bt))
+    D = steps * bt
+    shortest = min(cfg.branches) * D if cfg.branches else D  # WSD: warm up once, for the shortest branch
+    warmup = cfg.optim.warmup_tokens
+    cid = cell_id(cfg, D)
+    spec = Spec(cell_id=cid, cell_key=seedless_key(cfg, D),
+                directory=Path(cfg.results_dir) / cfg.sweep.name / cid, N=n, N_nonembed=n_ne,
+                flops_per_token=accounting.flops_per_token(m, V), batch_tokens=bt, steps=steps, D=D,
+                lr=cfg.optim.lr if cfg.optim.lr is not None else hparams.learning_rate(compute),
+                warmup_tokens=warmup if warmup is not None else hparams.warmup_tokens(n, shortest),
+                schedule=cfg.optim.schedule)
+    return dataclasses.replace(spec, branches=tuple(branch_plan(cfg, steps))) if cfg.branches else spec
+
+
+def branch_plan(cfg: Config, steps: int) -> list[tuple[int, int]]:
+    """(cooldown start step, end step) per budget, the largest last; ends are distinct."""
+    ends = sorted({max(1, round(f * steps)) for f in cfg.branches} | {steps})
+    return [(end - max(1, round(cfg.optim.cooldown_fraction * end)), end) for end in ends]
