@@ -6,13 +6,17 @@ line on stderr and exit status 2, never a traceback.
 
 from __future__ import annotations
 
+import inspect
+import re
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from harness.errors import HarnessError
+
+USAGE = "harness-fit runs=PATH out=DIR [key=value ...]"
 
 
 @dataclass
@@ -22,17 +26,40 @@ class FitConfig:
     n_bootstrap: int = 1000  # bootstrap resamples (Besiroglu et al. 2024 used 4000)
     seed: int = 0  # bootstrap seed
     holdout: float = 0.1  # back-test: largest-C runs held out; < 1 a fraction, >= 1 a count
-    n_convention: str = "total"  # N as total or nonembed params; C from the matching column
+    n_convention: str = "auto"  # N as total or nonembed params, C to match; auto: nonembed if all runs log it
     budgets: list[float] = field(default_factory=list)  # FLOPs for N*, D*, D/N; [] = auto
     drop_highest: int = 0  # drop the k highest-loss points (Epoch's Chinchilla filter: 5)
     schedule: str = "all"  # fit only runs with this LR schedule: all, cosine or wsd
     budget_tol_dex: float = 0.02  # runs within this log10-C gap share an IsoFLOP budget
-    col_N: str = "N"  # CSV column names
-    col_D: str = "D"
-    col_C: str = "C"
-    col_loss: str = "loss"
-    wandb_group: str = ""  # wandb: source filters
-    wandb_sweep: str = ""
+    col_N: str = "N"  # CSV column of N (params)
+    col_D: str = "D"  # CSV column of D (tokens); without one, D = C / (6 N)
+    col_C: str = "C"  # CSV column of C (FLOPs), read when the CSV has no D column
+    col_loss: str = "loss"  # CSV column of the final loss (nats per token)
+    wandb_group: str = ""  # wandb source: only runs in this group ("" = all)
+    wandb_sweep: str = ""  # wandb source: only runs of this sweep ("" = all)
+
+
+def option_help() -> dict[str, str]:
+    """{field: its one-line comment in FitConfig's source}: --help reads the schema itself, so
+    the text cannot drift from the fields (a test checks that every field has one)."""
+    try:
+        src = inspect.getsource(FitConfig)
+    except (OSError, TypeError):  # no source shipped (a zipped install): names and defaults only
+        return {}
+    return dict(re.findall(r"^ {4}(\w+):[^#\n]*#\s*(.*?)\s*$", src, flags=re.M))
+
+
+def usage() -> str:
+    """`harness-fit --help`: the usage line, then every option with its default and meaning."""
+    helps = option_help()
+    rows = []
+    for f in fields(FitConfig):
+        default = f.default_factory() if f.default is MISSING else f.default
+        shown = f"{f.name} (required)" if default == "???" else f"{f.name}={default}"
+        rows.append(f"  {shown:<24} {helps.get(f.name, '')}".rstrip())
+    return "\n".join([f"usage: {USAGE}", "",
+                      "Collect runs, fit scaling laws, write fit.json, report.md and figures.",
+                      "", "options (key=value):", *rows])
 
 
 def parse_args(argv: list[str]) -> FitConfig:
@@ -60,16 +87,36 @@ def command_line(cfg: FitConfig) -> str:
     return "harness-fit " + " ".join(shlex.quote(a) for a in args)
 
 
+def check_out(out: str) -> None:
+    """Fail before the fit, not after it, when out= cannot become a directory."""
+    p = Path(out)
+    while not p.exists() and p != p.parent:  # out may not exist yet: its first existing ancestor
+        p = p.parent
+    if p.exists() and not p.is_dir():
+        raise HarnessError(f"out={out}: {p} is a file, not a directory")
+
+
+def resolve_convention(runs, requested: str) -> str:
+    """n_convention=auto: nonembed when every finished run carries N_nonembed (the harness's own
+    runs log it; Kaplan et al. 2020 fit that N), else total (a plain N, D, loss table)."""
+    if requested != "auto":
+        return requested  # fit_table checks it
+    done = runs[runs["status"] == "finished"]
+    return "nonembed" if len(done) and (done["N_nonembed"] > 0).all() else "total"
+
+
 def run(cfg: FitConfig) -> dict:
     """Collect, fit, write fit.json, report.md and figures into cfg.out; return the results."""
     from harness import plots, report
     from harness.analysis import analyse
     from harness.collect import collect, fit_table
 
+    check_out(cfg.out)
     columns = {"N": cfg.col_N, "D": cfg.col_D, "C": cfg.col_C, "loss": cfg.col_loss}
     runs, warnings = collect(cfg.runs, columns=columns, group=cfg.wandb_group or None,
                              sweep=cfg.wandb_sweep or None)
-    table, excluded = fit_table(runs, cfg.n_convention, cfg.drop_highest, cfg.schedule)
+    convention = resolve_convention(runs, cfg.n_convention)
+    table, excluded = fit_table(runs, convention, cfg.drop_highest, cfg.schedule)
     t0 = time.perf_counter()
     results, fit = analyse(table, n_bootstrap=cfg.n_bootstrap, seed=cfg.seed,
                            holdout=cfg.holdout, budgets=cfg.budgets, tol_dex=cfg.budget_tol_dex)
@@ -77,7 +124,7 @@ def run(cfg: FitConfig) -> dict:
     results["provenance"] = {
         "runs": cfg.runs, "input_runs": table["run_id"].tolist(), "excluded": excluded,
         "git_revision": report.git_revision(Path(__file__).resolve().parent),
-        "conventions": {"N": cfg.n_convention, "C": "6*N*D" if cfg.n_convention == "total"
+        "conventions": {"N": convention, "C": "6*N*D" if convention == "total"
                         else "6*N_nonembed*D (Kaplan)", "loss": "final val/loss (CSV: col_loss)",
                         "seeds": "repeated seeds of one cell averaged"},
         "settings": {k: v for k, v in asdict(cfg).items()}, "command": command_line(cfg),
@@ -85,18 +132,27 @@ def run(cfg: FitConfig) -> dict:
                                   if isinstance(c, str) and st == "finished"}),
         "fit_seconds": time.perf_counter() - t0}
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # e.g. no permission; check_out caught the common case up front
+        raise HarnessError(f"out={cfg.out}: cannot create directory ({exc.strerror})") from None
     table.to_csv(out / "runs.csv", index=False)
     figures = plots.make_all(table, fit, results, out, cfg.budget_tol_dex)
     report.write_json(results, out / "fit.json")
     report.write_markdown(results, figures, command_line(cfg), out / "report.md")
     for w in results["warnings"]:
         print(f"harness-fit: warning: {w}", file=sys.stderr)
+    for e in excluded:  # a record is true or absent, and an absent one is named (records.py)
+        reason = " ".join(str(e["reason"]).split())
+        print(f"harness-fit: excluded {e['run_id']}: {reason}", file=sys.stderr)
     return results
 
 
 def fit_main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if "-h" in argv or "--help" in argv:
+        print(usage())
+        return 0
     try:
         cfg = parse_args(argv)
         run(cfg)

@@ -7,23 +7,23 @@ Everything comes from each run's logged config and summary, never from a run nam
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from harness import records
 from harness.errors import HarnessError
-from harness.wandb_log import read_wandb_log
+from harness.wandb_log import exit_status, is_complete, read_wandb_log
 
 RUN_COLUMNS = ["run_id", "cell_id", "cell_key", "sweep", "status", "error", "N_total", "N_nonembed", "D",
-               "C", "C_kaplan", "loss", "epochs", "seed", "schedule", "model", "command", "source"]
+               "C", "C_kaplan", "loss", "epochs", "seed", "schedule", "model", "command", "env", "source"]
 # Summary keys cross-checked between summary.json and the wandb log.
 _CHECK_KEYS = ("val/loss", "N", "D", "C")
 
 
 def _record(summary: dict, *, run_id, status, error=None, cell_id=None, sweep=None, source="",
-            command=None):
+            command=None, env=None):
     """One tidy row from the training side's flat summary dict."""
     s = summary
 
@@ -39,7 +39,7 @@ def _record(summary: dict, *, run_id, status, error=None, cell_id=None, sweep=No
             "N_total": N, "N_nonembed": N_ne, "D": D, "C": C, "C_kaplan": C_k,
             "loss": num("val/loss"), "epochs": num("epochs"), "seed": s.get("seed"),
             "schedule": s.get("schedule"), "model": s.get("model"), "command": command,
-            "source": str(source)}
+            "env": records.env_key(env) if env else None, "source": str(source)}
 
 
 def _cross_check(a: dict, b: dict, where: str, warnings: list) -> None:
@@ -51,39 +51,48 @@ def _cross_check(a: dict, b: dict, where: str, warnings: list) -> None:
                                 f"summary.json ({y}); using the wandb log")
 
 
-def _wandb_file(run_dir: Path) -> Path | None:
-    logs = sorted(run_dir.glob("wandb/offline-run-*/run-*.wandb"))
-    return logs[-1] if logs else None  # the latest attempt if a run was restarted
+def _from_record(run_dir: Path, meta: dict, warnings: list) -> dict:
+    """One row from a run's record; its loss only if the record is complete (records.py)."""
+    summary = dict(meta.get("summary") or {})
+    status = meta.get("status", "unknown")
+    run_id = meta.get("run_id") or run_dir.name
+    wb = records.wandb_log(run_dir, meta.get("run_id"))
+    if status == "finished" and wb is not None:
+        if is_complete(wb):
+            _, wb_summary, _ = read_wandb_log(wb)
+            _cross_check(wb_summary, summary, str(run_dir), warnings)
+            summary = {**summary, **wb_summary}
+        else:  # summary.json holds the trainer's own final numbers: the run stays, its log is not used
+            warnings.append(f"{run_dir}: wandb log {wb.name} is incomplete (no exit record); "
+                            "used summary.json, which the run completed")
+    return _record(summary, run_id=run_id, status=status, error=meta.get("error"),
+                   cell_id=meta.get("cell_id"), sweep=meta.get("sweep"), source=wb or run_dir / records.RUN,
+                   command=meta.get("command"), env=meta.get("env"))
+
+
+def _from_log(wb: Path) -> dict:
+    """A wandb log with no record beside it: a data point only if it ends in a clean exit."""
+    run_id = wb.stem.removeprefix("run-")
+    if not is_complete(wb):
+        return _record({}, run_id=run_id, status="incomplete", source=wb,
+                       error=f"wandb log {wb} has no exit record (truncated, or the run never ended)")
+    _, summary, _ = read_wandb_log(wb)
+    exit_code = exit_status(wb)
+    status = summary.get("status", "finished") if exit_code == 0 else "failed"
+    return _record(summary, run_id=run_id, status=status, source=wb,
+                   error=None if exit_code == 0 else f"wandb run exited with code {exit_code}")
 
 
 def read_directory(root: Path, warnings: list) -> list[dict]:
-    """Every run under a sweep directory: summary.json files, found recursively."""
-    rows, seen = [], set()
-    for sj in sorted(root.rglob("summary.json")):
-        run_dir = sj.parent
-        try:
-            meta = json.loads(sj.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            warnings.append(f"{sj}: unreadable ({exc}); skipped")
-            continue
-        summary = dict(meta.get("summary") or {})
-        # summary.json is written after wandb finishes, so its status is the authoritative one
-        status = meta.get("status", summary.get("status", "unknown"))
-        wb = _wandb_file(run_dir)
-        if wb is not None:
-            seen.add(wb.resolve())
-            _, wb_summary, _ = read_wandb_log(wb)
-            if status == "finished":  # an interrupted run's log legitimately lags behind
-                _cross_check(wb_summary, summary, str(run_dir), warnings)
-            summary = {**summary, **wb_summary}
-        rows.append(_record(summary, run_id=meta.get("run_id") or run_dir.name, status=status,
-                            error=meta.get("error"), cell_id=meta.get("cell_id"),
-                            sweep=meta.get("sweep"), source=wb or sj, command=meta.get("command")))
-    for wb in sorted(root.rglob("run-*.wandb")):  # offline logs without a summary.json
-        if wb.resolve() not in seen:
-            _, summary, _ = read_wandb_log(wb)
-            rows.append(_record(summary, run_id=wb.stem.removeprefix("run-"),
-                                status=summary.get("status", "unknown"), source=wb))
+    """Every run under a directory: records (summary.json) found recursively, and wandb logs
+    that no record owns (runs logged by other training code)."""
+    rows, owned = [], set()
+    for run_dir, meta in records.iter_records(root):
+        owned.add(run_dir.resolve())
+        rows.append(_from_record(run_dir, meta, warnings))
+    for wb in sorted(root.rglob("run-*.wandb")):
+        if not any(p in owned for p in wb.resolve().parents):  # a record's own logs (any attempt)
+            rows.append(_from_log(wb))
     return rows
 
 
@@ -116,8 +125,12 @@ def read_csv(path: Path, columns: dict) -> list[dict]:
     """A CSV table; columns maps N, D, C, loss to the file's column names (D or C needed)."""
     try:
         df = pd.read_csv(path)
+    except pd.errors.EmptyDataError:  # 0 bytes or blank lines: pandas finds not even a header
+        raise HarnessError(f"CSV {path} is empty (no header, no rows)") from None
     except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise HarnessError(f"cannot read CSV {path}: {exc}") from None
+    if df.empty:
+        raise HarnessError(f"CSV {path} has a header ({', '.join(map(str, df.columns))}) but no data rows")
     col = {k: columns.get(k) or k for k in ("N", "D", "C", "loss")}
     need = ["N", "loss"] + (["D"] if col["D"] in df.columns else ["C"])
     missing = [col[k] for k in need if col[k] not in df.columns]
@@ -158,7 +171,12 @@ def collect(source: str, *, columns=None, api=None, group=None, sweep=None) -> t
             raise HarnessError(f"runs={source}: no such directory or file")
     if not rows:
         raise HarnessError(f"no runs found in {source}")
-    return pd.DataFrame(rows, columns=RUN_COLUMNS), warnings
+    runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    envs = runs.loc[runs["status"] == "finished", "env"].dropna().value_counts()
+    if len(envs) > 1:  # the environment is recorded, not part of a cell's identity (records.env_key)
+        warnings.append("finished runs were computed in different environments (one cell's loss "
+                        "differs between them): " + "; ".join(f"{n} under {e}" for e, n in envs.items()))
+    return runs, warnings
 
 
 def _exclusion_reason(row, n_col: str, c_col: str) -> str | None:
@@ -182,8 +200,10 @@ def fit_table(runs: pd.DataFrame, n_convention="total", drop_highest=0, schedule
         raise HarnessError(f"n_convention must be total or nonembed, got {n_convention!r}")
     n_col, c_col = ("N_total", "C") if n_convention == "total" else ("N_nonembed", "C_kaplan")
     if len(runs) and runs[n_col].isna().all():
-        raise HarnessError(f"n_convention={n_convention}: no run carries {n_col} "
-                           "(a CSV needs an N_nonembed column for nonembed); use n_convention=total")
+        other, hint = (("total", " (a CSV needs an N_nonembed column for nonembed)")
+                       if n_convention == "nonembed" else ("nonembed", ""))
+        raise HarnessError(f"n_convention={n_convention}: no run carries {n_col}{hint}; "
+                           f"use n_convention={other}")
     if schedule != "all":
         if schedule not in ("cosine", "wsd"):
             raise HarnessError(f"schedule must be all, cosine or wsd, got {schedule!r}")

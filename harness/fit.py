@@ -219,12 +219,24 @@ def summarise(samples: dict) -> tuple[dict, dict]:
         finite = x[np.isfinite(x)]
         if len(finite) < 2:
             continue
-        stderr[k] = float(finite.std(ddof=1))
+        stderr[k] = _std(finite)
         # with infinite samples, interpolating between order statistics is undefined: take the
         # nearest one, so > 2.5 % of samples at infinity gives an infinite bound
         lo, hi = np.percentile(x, [2.5, 97.5], method="linear" if len(finite) == len(x) else "nearest")
         ci95[k] = [float(lo), float(hi)]
     return stderr, ci95
+
+
+def _std(x) -> float:
+    """Sample std that survives finite samples near the float limit (a refit's A ~ 1e200).
+
+    np.std squares the deviations, which overflows above ~1e154; dividing by the largest |x|
+    first keeps the squares <= 4 and gives the same value."""
+    scale = np.abs(x).max()
+    if scale == 0:
+        return 0.0
+    with np.errstate(over="ignore"):  # a spread beyond the float range is an unbounded SE: inf
+        return float(scale * (x / scale).std(ddof=1))
 
 
 def compute_optimal(E, A, B, alpha, beta, C):
@@ -236,8 +248,15 @@ def compute_optimal(E, A, B, alpha, beta, C):
     alpha, beta = np.asarray(alpha, float), np.asarray(beta, float)
     a = beta / (alpha + beta)
     b = alpha / (alpha + beta)
-    G = (alpha * np.asarray(A) / (beta * np.asarray(B))) ** (1.0 / (alpha + beta))
-    C6 = np.asarray(C, float) / 6.0
-    N_opt = G * C6**a
-    D_opt = C6**b / G
+    ratio = alpha * np.asarray(A, float) / (beta * np.asarray(B, float))
+    expo = 1.0 / (alpha + beta)
+    # A bootstrap refit may end with a negative exponent: no optimum exists, so G is NaN (which
+    # summarise drops), not a fractional power of a negative number.
+    G = np.full(np.broadcast(ratio, expo).shape, np.nan)
+    with np.errstate(over="ignore"):  # alpha + beta -> 0 sends G past the float range: inf is
+        # the honest value and summarise reports such an interval as unbounded
+        np.power(ratio, expo, out=G, where=ratio > 0)
+        C6 = np.asarray(C, float) / 6.0
+        N_opt = G * C6**a
+        D_opt = C6**b / G
     return {"a": a, "b": b, "G": G, "N_opt": N_opt, "D_opt": D_opt}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 MIN_PER_BUDGET = 3  # a parabola needs three distinct N
+_LOG_FLOAT_MAX = float(np.log(np.finfo(float).max))  # exp() of more overflows
 
 
 def group_budgets(C, tol_dex=0.02) -> np.ndarray:
@@ -25,13 +26,19 @@ def group_budgets(C, tol_dex=0.02) -> np.ndarray:
 
 
 def _parabolas(x, y, labels, weights):
-    """Weighted quadratic fits y ~ p0 + p1 x + p2 x^2 per label, batched over weight rows.
+    """Weighted quadratic fits y ~ q0 + q1 u + q2 u^2 per label, batched over weight rows.
 
-    weights: (R, n) bootstrap counts (or ones). Returns {label: (R, 3) coefficients}."""
+    u = (x - centre) / scale per label: at N ~ 1e30 raw log N sits near 69 with a spread of a few
+    units, and the normal equations in 1, x, x^2 lose the curvature's digits (a convex
+    parabola comes out concave). weights: (R, n) bootstrap counts (or ones).
+    Returns {label: ((R, 3) coefficients in u, centre, scale)}; `_vertex` maps back to x."""
     out = {}
     for g in np.unique(labels):
         m = labels == g
-        X = np.column_stack([np.ones(m.sum()), x[m], x[m] ** 2])
+        centre = x[m].mean()
+        scale = np.ptp(x[m]) / 2 or 1.0  # one distinct N: the rank test below rejects it anyway
+        u = (x[m] - centre) / scale
+        X = np.column_stack([np.ones(m.sum()), u, u**2])
         W = weights[:, m]
         XtWX = np.einsum("ri,ij,ik->rjk", W, X, X)
         XtWy = np.einsum("ri,ij,i->rj", W, X, y[m])
@@ -39,8 +46,17 @@ def _parabolas(x, y, labels, weights):
         ok = np.linalg.matrix_rank(XtWX) == 3  # resample kept < 3 distinct N in this budget
         if ok.any():
             coef[ok] = np.linalg.solve(XtWX[ok], XtWy[ok][..., None])[..., 0]
-        out[g] = coef
+        out[g] = coef, centre, scale
     return out
+
+
+def _vertex(coef, centre, scale):
+    """(x at the minimum, y there) per coefficient row; NaN where the parabola has no minimum."""
+    q0, q1, q2 = coef[:, 0], coef[:, 1], coef[:, 2]
+    convex = q2 > 0  # NaN rows (rank-deficient resamples) compare False
+    u = np.full(len(coef), np.nan)
+    u[convex] = -q1[convex] / (2 * q2[convex])
+    return centre + scale * u, q0 + q1 * u + q2 * u**2
 
 
 def _power_law(C, Y):
@@ -67,13 +83,12 @@ def isoflop(N, L, C, weights=None, tol_dex=0.02) -> dict | None:
     w = np.ones((1, keep.sum())) if weights is None else np.asarray(weights, float)[None, keep]
     coefs = _parabolas(x, L[keep], labels[keep], w)
     budgets, rejected = [], []
-    for g, coef in coefs.items():
+    for g, (coef, centre, scale) in coefs.items():
         m = labels == g
         Cg = float(np.exp(np.log(C[m]).mean()))  # geometric mean: the budget's nominal C
-        p0, p1, p2 = coef[0]
-        xs = -p1 / (2 * p2) if p2 > 0 else np.nan
+        (xs,), (loss_opt,) = _vertex(coef, centre, scale)
         lo, hi = np.log(N[m]).min(), np.log(N[m]).max()
-        if not p2 > 0:
+        if not np.isfinite(xs):
             rejected.append({"C": Cg, "n_points": int(m.sum()), "reason": "no minimum (concave)"})
         elif not lo < xs < hi:
             rejected.append({"C": Cg, "n_points": int(m.sum()),
@@ -81,7 +96,7 @@ def isoflop(N, L, C, weights=None, tol_dex=0.02) -> dict | None:
         else:
             N_opt = float(np.exp(xs))
             budgets.append({"C": Cg, "N_opt": N_opt, "D_opt": Cg / (6 * N_opt),
-                            "loss_opt": float(p0 + p1 * xs + p2 * xs**2),
+                            "loss_opt": float(loss_opt),
                             "n_points": int(m.sum())})
     out = {"budgets": budgets, "rejected": rejected, "a": None, "b": None}
     fa = _power_law([b["C"] for b in budgets], [b["N_opt"] for b in budgets])
@@ -108,11 +123,9 @@ def isoflop_bootstrap(N, L, C, counts, tol_dex=0.02) -> dict:
     logC = np.array([np.log(C[labels == g]).mean() for g in keep_g])
     xs = np.full((len(counts), len(keep_g)), np.nan)
     for j, g in enumerate(keep_g):
-        p = coefs[g]
+        x, _ = _vertex(*coefs[g])
         lo, hi = np.log(N[labels == g]).min(), np.log(N[labels == g]).max()
-        with np.errstate(divide="ignore", invalid="ignore"):
-            x = -p[:, 1] / (2 * p[:, 2])
-        xs[:, j] = np.where((p[:, 2] > 0) & (x > lo) & (x < hi), x, np.nan)
+        xs[:, j] = np.where((x > lo) & (x < hi), x, np.nan)  # NaN (no minimum) compares False
     a = np.full(len(counts), np.nan)
     b = np.full(len(counts), np.nan)
     for r in range(len(counts)):
@@ -153,9 +166,18 @@ def kaplan_laws(N, D, L, C, min_span_dex=0.5) -> dict:
             continue
         k, c = _power_law(X, Y)
         alpha = -k
-        out[name] = {"alpha": alpha, "X_c": float(np.exp(c / alpha)) if alpha > 0 else None,
-                     "n_points": int(len(X))}
+        out[name] = {"alpha": alpha, "X_c": _scale(c, alpha), "n_points": int(len(X))}
     return out
+
+
+def _scale(c, alpha):
+    """X_c = exp(c / alpha) of log L = c - alpha log X; None without a positive exponent.
+
+    A nearly flat law (alpha -> 0) puts X_c past the float range: that is inf (the report shows
+    ∞, fit.json null), not an overflow."""
+    if not alpha > 0:
+        return None
+    return float(np.exp(c / alpha)) if c / alpha < _LOG_FLOAT_MAX else float("inf")
 
 
 def _best_per(X, L):

@@ -41,7 +41,7 @@ class CellLock:
             except OSError as e:
                 os.close(fd)
                 if e.errno in (errno.EAGAIN, errno.EACCES):
-                    raise Busy(f"{self.path.parent.name} is being trained by {holder(self.path)}") from None
+                    raise Busy(f"being trained by {holder(self.path)}") from None
                 raise HarnessError(f"cannot lock {self.path}: {e.strerror} (the results filesystem "
                                    "must support flock(2), e.g. NFS with locking, Lustre with -o flock)") from None
             # The previous holder unlinks the file on release: if ours is no longer the file at

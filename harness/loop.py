@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import platform
 import time
 from typing import Callable
@@ -20,7 +19,14 @@ from harness.config import Config
 from harness.errors import Diverged, HarnessError
 from harness.spec import Spec
 
-DEFAULT_THREADS = 1  # see `threads` in config.py: contention-proof and machine-independent losses
+# One intra-op thread unless `threads` says otherwise. Measured on 2 cores (gpt2-50k,
+# results/bench/contention_2026-11-23.json, `python scripts/bench_contention.py`): torch's default
+# (one thread per core) ran 33.0k tokens/s quiet but 7.9k beside a busy loop and 3.6k beside a second
+# cell (0.24x, 0.11x: OpenMP threads spin-waiting for a core that is taken); one thread ran 24.0k
+# quiet, 24.5k and 22.6k beside them, so two cells side by side (hydra/launcher=parallel) give 1.37x
+# one two-thread cell. OMP_WAIT_POLICY=PASSIVE halved the quiet speed. A fixed count also makes a
+# cell's loss independent of the machine's core count (threads change a loss: records.env_key).
+DEFAULT_THREADS = 1
 
 
 def pick_device(name: str) -> torch.device:
@@ -145,7 +151,7 @@ def run_steps(s: Session, first: int, last: int, lr_of: Callable[[int], float],
     length for messages (default `last`)."""
     recent, t0 = [], time.time()
     bar = tqdm(total=(last - first) * s.batch_tokens, unit="tok", unit_scale=True, mininterval=2.0,
-               leave=False, disable=os.environ.get("HARNESS_PROGRESS") == "0")
+               leave=False)  # TQDM_DISABLE=1 silences it
     for step in range(first, last):
         lr = lr_of(step)
         loss = s.step(lr)

@@ -61,9 +61,10 @@ def isoflop_plot(table, iso, path, tol_dex=0.02):
         m = labels == g
         x = np.log(N[m])
         ax.scatter(N[m], L[m], s=12, color=c, marker="x" if b.get("rejected") else "o")
-        p = np.polyfit(x, L[m], 2)
+        x0 = x.mean()  # centred, as in isoflop._parabolas: raw log N ~ 69 at N ~ 1e30
+        p = np.polyfit(x - x0, L[m], 2)
         xs = np.linspace(x.min(), x.max(), 50)
-        ax.plot(np.exp(xs), np.polyval(p, xs), color=c, lw=1,
+        ax.plot(np.exp(xs), np.polyval(p, xs - x0), color=c, lw=1,
                 ls=":" if b.get("rejected") else "-", label=f"C={b['C']:.2g}")
         if not b.get("rejected"):
             ax.scatter([b["N_opt"]], [b["loss_opt"]], color=c, marker="*", s=90,

@@ -143,7 +143,8 @@ def write_markdown(results: dict, figures: list[str], command: str, path: Path) 
     train = prov.get("train_commands") or []
     lines = ["# Scaling-law fit", "", "Reproduce with:", "", "```", *train, command, "```", "",
              f"{results['n_points']} points from `{prov['runs']}` (N convention: "
-             f"{prov['conventions']['N']}); {len(prov['excluded'])} runs excluded.", ""]
+             f"{prov['conventions']['N']}, C = {prov['conventions']['C']}); "
+             f"{len(prov['excluded'])} runs excluded.", ""]
     if results["warnings"]:
         lines += ["## Warnings", ""] + [f"- {w}" for w in results["warnings"]] + [""]
     lines += _parametric_md(results["parametric"])

@@ -2,6 +2,8 @@
 
 import json
 import os
+import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -9,6 +11,8 @@ import pytest
 
 from harness.collect import collect, fit_table
 from harness.errors import HarnessError
+from harness.fit import fit_parametric
+from harness.wandb_log import wait_complete
 
 
 def summary(N, D, loss, seed=0, cell="c0", status="finished", N_ne=None):
@@ -63,10 +67,61 @@ def test_directory_reads_wandb_offline_log_and_cross_checks(tmp_path):
     run = wandb.init(mode="offline", dir=run_dir, project="t", config={"derived": s})
     run.log({"train/loss": 3.5})
     run.summary.update(s)
+    log = run.settings.sync_file
     run.finish()
+    assert wait_complete(log)  # finish() can return before the last block is flushed (track.py)
+    record = json.loads((run_dir / "summary.json").read_text())
+    (run_dir / "summary.json").write_text(json.dumps({**record, "run_id": run.id}))
     runs, warnings = collect(str(tmp_path))
     assert runs["loss"][0] == 3.0 and runs["source"][0].endswith(".wandb")
     assert len(warnings) == 1 and "val/loss differs" in warnings[0]
+
+
+def _copy_tiny(tmp_path):
+    """The committed tiny study (16 real runs with their wandb logs), copied so it can be damaged."""
+    src = Path(__file__).resolve().parents[1] / "results" / "tiny"
+    dst = tmp_path / "tiny"
+    for sj in src.glob("*/summary.json"):
+        shutil.copytree(sj.parent, dst / sj.parent.name)
+    return dst
+
+
+def test_a_truncated_wandb_log_never_feeds_its_step_0_loss_into_the_fit(tmp_path):
+    clean = fit_table(collect(str(_copy_tiny(tmp_path / "a")))[0], n_convention="nonembed")[0]
+    damaged_dir = _copy_tiny(tmp_path / "b")
+    (log,) = damaged_dir.glob("gpt2-200k_D3e06*/wandb/*/run-*.wandb")
+    os.truncate(log, log.stat().st_size // 2)  # what a full disk or a killed sync leaves
+    runs, warnings = collect(str(damaged_dir))
+    damaged = fit_table(runs, n_convention="nonembed")[0]
+    assert len(warnings) == 1 and "incomplete" in warnings[0] and "gpt2-200k_D3e06" in warnings[0]
+    assert damaged["loss"].tolist() == clean["loss"].tolist()  # summary.json's final loss, not 7.64
+    fits = [fit_parametric(t["N"], t["D"], t["loss"]).params for t in (clean, damaged)]
+    assert fits[0] == fits[1]
+
+
+def test_a_log_without_a_record_counts_only_if_it_ends_in_its_exit_record(tmp_path):
+    src = next(_copy_tiny(tmp_path / "src").glob("gpt2-50k_D6e05*/wandb/*/run-*.wandb"))
+    for name, cut in (("whole", False), ("cut", True)):
+        dst = tmp_path / "logs" / name / src.name
+        dst.parent.mkdir(parents=True)
+        shutil.copy(src, dst)
+        if cut:
+            os.truncate(dst, dst.stat().st_size - 100)
+    runs, _ = collect(str(tmp_path / "logs"))
+    table, excluded = fit_table(runs, n_convention="nonembed")
+    assert len(table) == 1 and 4 < table["loss"][0] < 6
+    (why,) = excluded
+    assert why["status"] == "incomplete" and "no exit record" in why["reason"] and "cut" in why["reason"]
+
+
+def test_a_crashed_attempts_log_beside_the_record_is_not_a_second_seed(tmp_path):
+    run_dir = next(_copy_tiny(tmp_path).glob("gpt2-50k_D6e05*"))
+    (log,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+    stale = run_dir / "wandb" / "offline-run-20260101_000000-zzzz" / "run-zzzz.wandb"
+    stale.parent.mkdir()
+    shutil.copy(log, stale)
+    table, _ = fit_table(collect(str(tmp_path))[0], n_convention="nonembed")
+    assert len(table) == 16 and set(table["n_seeds"]) == {1}
 
 
 # Recorded shape of wandb.Api().runs("ENTITY/PROJECT") results (no server here, so the test
@@ -126,6 +181,8 @@ def test_csv_column_mapping_and_drop_highest(tmp_path):
     ("N,D\n1,2\n", r"lacks column\(s\) \['loss'\]"),
     ("N,D,loss\n1e6,2e7,nan\n", "NaN or non-positive"),
     ("N,D,loss\n1e6,-2e7,3.0\n", "NaN or non-positive"),
+    ("", "bad.csv is empty"),
+    ("N,D,loss\n", "bad.csv has a header .* but no data rows"),
 ])
 def test_csv_bad_input(tmp_path, text, match):
     (tmp_path / "bad.csv").write_text(text)
@@ -167,3 +224,11 @@ def test_exported_runs_csv_reads_back_under_both_conventions(tmp_path):
     plain.write_text("N,D,loss\n1000,1000000,3.0\n")
     with pytest.raises(HarnessError, match="needs an N_nonembed column"):
         fit_table(collect(str(plain))[0], n_convention="nonembed")
+
+
+def test_missing_convention_column_suggests_the_other_convention():
+    no_total = [{"id": "a", "state": "finished", "group": "g", "config": {},
+                 "summary": {"val/loss": 3.0, "N_nonembed": 800, "D": 10**6, "status": "finished"}}]
+    runs, _ = collect("wandb:me/p", api=FakeApi(no_total))
+    with pytest.raises(HarnessError, match="no run carries N_total; use n_convention=nonembed$"):
+        fit_table(runs, n_convention="total")

@@ -81,3 +81,37 @@ def test_hub_code_path_on_a_local_dataset_directory(tmp_path):
     _, docs = write_corpus(folder, kind="jsonl")
     cfg = DataConfig(source="hub", hub_name=str(folder), text_field="body", max_docs=50)
     assert list(data.documents(cfg)) == docs[:50]
+
+
+def _truncate_half(p):
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+
+
+def _odd_size(p):
+    p.write_bytes(p.read_bytes() + b"\x00")
+
+
+def _flip_one_byte(p):
+    raw = bytearray(p.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    p.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("name,damage", [("train.bin", _truncate_half), ("val.bin", _truncate_half),
+                                         ("train.bin", _odd_size), ("train.bin", _flip_one_byte),
+                                         ("tokenizer.json", _flip_one_byte)])
+def test_a_damaged_cache_is_detected_and_rebuilt_never_trained_on(tmp_path, capsys, name, damage):
+    """Each used to be trusted: half the data trained silently, a different validation set scored,
+    or numpy's 'not a multiple of the data-type size' on every later run."""
+    path, _ = write_corpus(tmp_path)
+    cfg = DataConfig(source="files", paths=[str(path)], vocab_size=300, cache_dir=str(tmp_path / "cache"))
+    good = data.prepare(cfg)
+    want = {n: (good.dir / n).read_bytes() for n in data.FILES}
+    damage(good.dir / name)
+    with pytest.raises(HarnessError, match=name):
+        data.verify(good.dir)
+    again = data.prepare(cfg)
+    err = capsys.readouterr().err
+    assert name in err and "rebuilding" in err and len(err.strip().splitlines()) == 1
+    assert again == good and {n: (again.dir / n).read_bytes() for n in data.FILES} == want
+    assert len(np.memmap(again.train_bin, dtype=np.uint16, mode="r")) == again.train_tokens

@@ -18,7 +18,7 @@ from harness.fit import (
     summarise,
     to_theta,
 )
-from harness.isoflop import envelope, group_budgets, isoflop
+from harness.isoflop import envelope, group_budgets, isoflop, isoflop_bootstrap, kaplan_laws
 
 TRUE_LAWS = [  # spans the published range: Hoffmann-like, Epoch-like, steep-N / shallow-D
     dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28),
@@ -112,13 +112,13 @@ def test_fixed_tokens_per_param_is_flagged_unidentifiable():
     assert "kaplan" in results and results["backtest"]  # the sound parts still run
 
 
-def isoflop_design(p, budgets=(1e18, 1e19, 1e20, 1e21), n=9, noise=0.002, seed=0):
-    """Per budget, N spread over a factor 30 around the true optimum; D = C / (6N)."""
+def isoflop_design(p, budgets=(1e18, 1e19, 1e20, 1e21), n=9, noise=0.002, seed=0, spread_dex=0.75):
+    """Per budget, N spread over 2 * spread_dex decades around the true optimum; D = C / (6N)."""
     rng = np.random.default_rng(seed)
     rows = []
     for C in budgets:
         n_opt = compute_optimal(**p, C=C)["N_opt"]
-        for N in n_opt * np.logspace(-0.75, 0.75, n):
+        for N in n_opt * np.logspace(-spread_dex, spread_dex, n):
             D = C / (6 * N)
             rows.append((N, D, C, predict(p, N, D) * np.exp(noise * rng.standard_normal())))
     return (np.array(c) for c in zip(*rows))
@@ -178,3 +178,42 @@ def test_bootstrap_interval_is_unbounded_when_refits_run_off_to_infinity():
     x[:50] = np.inf  # 5 % of refits with A = inf: the 97.5 % bound is infinite, not silently finite
     stderr, ci = summarise({"A": x})
     assert ci["A"][1] == np.inf and np.isfinite(ci["A"][0]) and np.isfinite(stderr["A"])
+
+
+def test_isoflop_does_not_depend_on_the_scale_of_N():
+    # The same IsoFLOP curves with N (and C) shifted from ~1e2..1e4 to ~1e29..1e31: only the
+    # position on the log axis changes, so a, b, the minima relative to the scale and the
+    # bootstrap must not (raw log N ~ 69 made the parabolas' normal equations lose the curvature).
+    N, D, C, L = isoflop_design(TRUE_LAWS[0], n=7, spread_dex=0.5)
+    counts = np.random.default_rng(0).multinomial(len(L), np.full(len(L), 1 / len(L)), size=50)
+    small, huge = 1e-6, 1e21
+    assert (N * small).max() < 1e4 and (N * huge).min() > 1e28
+    ref, big = isoflop(N * small, L, C * small), isoflop(N * huge, L, C * huge)
+    assert len(big["budgets"]) == len(ref["budgets"]) == 4 and not big["rejected"]
+    assert big["a"] == pytest.approx(ref["a"], abs=1e-6) and big["b"] == pytest.approx(ref["b"], abs=1e-6)
+    for r, g in zip(ref["budgets"], big["budgets"]):
+        assert g["N_opt"] / huge == pytest.approx(r["N_opt"] / small, rel=1e-6)
+        assert g["loss_opt"] == pytest.approx(r["loss_opt"], rel=1e-9)
+    boot_ref = isoflop_bootstrap(N * small, L, C * small, counts)
+    boot_big = isoflop_bootstrap(N * huge, L, C * huge, counts)
+    np.testing.assert_allclose(boot_big["a"], boot_ref["a"], atol=1e-6)
+
+
+def test_unbounded_bootstrap_samples_do_not_overflow():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        # finite refits as large as A ~ 1e250: the SE scales with them instead of overflowing
+        x = np.linspace(1.0, 2.0, 100)
+        se, _ = summarise({"A": x})
+        se_big, _ = summarise({"A": x * 1e250})
+        assert se_big["A"] == pytest.approx(se["A"] * 1e250, rel=1e-12)
+        # a refit with a negative exponent has no compute optimum: NaN, not a warning
+        co = compute_optimal(E=[1.8, 1.8], A=[400.0, 400.0], B=[400.0, 400.0],
+                             alpha=[0.3, -0.1], beta=[0.3, 0.3], C=1e21)
+        assert np.isfinite(co["N_opt"][0]) and np.isnan(co["N_opt"][1]) and np.isnan(co["G"][1])
+        # a nearly flat single-variable law puts X_c past the float range: inf, not an overflow
+        X = np.logspace(6, 9, 6)
+        law = kaplan_laws(X, X * 20, 3.0 * X**-1e-3, 6 * X * X * 20)
+        assert law["N"]["alpha"] == pytest.approx(1e-3, rel=1e-6) and law["N"]["X_c"] == np.inf

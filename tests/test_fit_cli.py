@@ -103,3 +103,94 @@ def test_module_entry_point_has_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("harness-fit: error:")
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_out_naming_a_file_fails_before_collecting(tmp_path, capsys, monkeypatch, nested):
+    import harness.collect
+
+    def no_collect(*args, **kwargs):
+        raise AssertionError("collected runs although out= cannot be written")
+
+    monkeypatch.setattr(harness.collect, "collect", no_collect)
+    (tmp_path / "taken").write_text("not a directory")
+    out = tmp_path / "taken" / "sub" if nested else tmp_path / "taken"
+    assert fit_main([f"runs={tmp_path}", f"out={out}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"harness-fit: error: out={out}: {tmp_path / 'taken'} is a file, not a directory"
+
+
+@pytest.mark.parametrize("text", ["", "N,D,loss\n"])
+def test_empty_or_header_only_csv_is_one_line_naming_it(tmp_path, capsys, text):
+    csv = tmp_path / "runs.csv"
+    csv.write_text(text)
+    assert fit_main([f"runs={csv}", f"out={tmp_path / 'o'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("harness-fit: error:") and "\n" not in err and str(csv) in err
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_lists_every_option_with_default_and_comment(flag, capsys):
+    from dataclasses import MISSING, fields
+
+    from harness.cli_fit import FitConfig, option_help
+
+    helps = option_help()
+    assert fit_main(["runs=x", flag]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: harness-fit")
+    rows = {ln.split()[0]: ln for ln in out.splitlines() if ln.startswith("  ")}
+    for f in fields(FitConfig):
+        assert helps.get(f.name), f"FitConfig.{f.name} has no one-line comment for --help"
+        default = f.default_factory() if f.default is MISSING else f.default
+        shown = f"{f.name} (required)" if default == "???" else f"{f.name}={default}"
+        assert shown in rows[shown.split()[0]] and helps[f.name] in rows[shown.split()[0]]
+
+
+def test_auto_convention_follows_the_runs(tmp_path):
+    from harness.cli_fit import resolve_convention
+    from harness.collect import collect
+
+    own, _ = collect(str(ROOT / "results" / "tiny"))  # the harness's runs log N_nonembed
+    assert resolve_convention(own, "auto") == "nonembed"
+    plain, _ = collect(str(write_csv(tmp_path / "plain.csv", np.logspace(6, 8, 3), np.full(3, 1e9))))
+    assert resolve_convention(plain, "auto") == "total"
+    for explicit in ("total", "nonembed"):
+        assert resolve_convention(own, explicit) == explicit
+
+
+@pytest.mark.parametrize("convention, resolved", [("total", "total"), ("auto", "nonembed")])
+def test_fit_of_own_runs_raises_no_runtime_warning(tmp_path, convention, resolved):
+    import warnings
+
+    out = tmp_path / "out"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # numpy overflow/invalid become errors
+        rc = fit_main([f"runs={ROOT / 'results' / 'tiny'}", f"out={out}", "n_bootstrap=20",
+                       f"n_convention={convention}"])
+    assert rc == 0
+    prov = json.loads((out / "fit.json").read_text())["provenance"]
+    assert prov["conventions"]["N"] == resolved and prov["settings"]["n_convention"] == convention
+    assert f"N convention: {resolved}" in (out / "report.md").read_text()
+
+
+def test_every_excluded_run_is_named_with_its_reason_on_one_line(tmp_path, capsys):
+    import shutil
+
+    runs = tmp_path / "runs"
+    for sj in (ROOT / "results" / "tiny").glob("*/summary.json"):
+        shutil.copytree(sj.parent, runs / sj.parent.name)
+    crashed = next(runs.glob("gpt2-20k_D3e05*"))
+    record = json.loads((crashed / "summary.json").read_text())
+    (crashed / "summary.json").write_text(json.dumps({**record, "status": "running"}))  # killed mid-run
+    stray = runs / "other" / "run-abc.wandb"  # a log nobody finished, with no record beside it
+    stray.parent.mkdir()
+    log = next((runs / "gpt2-50k_D3e05_s0_d9f67b10").glob("wandb/*/run-*.wandb"))
+    stray.write_bytes(log.read_bytes()[:5000])
+    assert fit_main([f"runs={runs}", f"out={tmp_path / 'out'}", "n_bootstrap=0"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    excluded = [ln for ln in err if ln.startswith("harness-fit: excluded ")]
+    assert len(excluded) == 2
+    assert any(record["run_id"] in ln and "status running" in ln for ln in excluded)
+    assert any("abc" in ln and "no exit record" in ln for ln in excluded)
+    assert json.loads((tmp_path / "out" / "fit.json").read_text())["n_points"] == 15

@@ -8,7 +8,8 @@ import time
 import pytest
 
 from harness import plan, records
-from harness.collect import collect
+from harness.collect import collect, fit_table
+from harness.lock import Busy, CellLock
 from tests.conftest import CONF, ROOT, cli
 
 
@@ -42,8 +43,7 @@ def test_smoke_sweep_then_rerun_skips_everything(tmp_path):
 
 def test_sigkill_mid_sweep_loses_nothing_and_repeats_nothing(tmp_path):
     results = tmp_path / "results"
-    code = "import sys; sys.argv[0]='harness-train'; from harness.cli import train_main; train_main()"
-    proc = subprocess.Popen([sys.executable, "-c", code, "-m", "sweep=smoke", f"results_dir={results}"],
+    proc = subprocess.Popen([sys.executable, "-c", TRAIN, "-m", "sweep=smoke", f"results_dir={results}"],
                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     deadline = time.time() + 300
@@ -60,6 +60,44 @@ def test_sigkill_mid_sweep_loses_nothing_and_repeats_nothing(tmp_path):
     assert all(after[c] == before[c] for c in before)  # finished cells were not trained again
     for cid in after:  # one wandb run per cell: the killed attempt's partial log is gone
         assert len(list((results / "smoke" / cid).glob("wandb/offline-run-*"))) == 1
+
+
+TRAIN = "import sys; sys.argv[0]='harness-train'; from harness.cli import train_main; train_main()"
+
+
+def test_two_sweeps_on_one_results_dir_train_each_cell_once(tmp_path):
+    """Both used to train every cell, one deleted the other's live wandb directory, and a cell
+    ended with two logs that the collector counted as two seeds."""
+    results = tmp_path / "results"
+    procs = [subprocess.Popen([sys.executable, "-c", TRAIN, "-m", "sweep=smoke", f"results_dir={results}"],
+                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [e[-2000:] for _, e in outs]
+    assert set(statuses(results).values()) == {"finished"} and len(statuses(results)) == 4
+    trained = sum(o.count("final val/loss") for o, _ in outs)
+    assert trained == 4  # each cell once, by one of the two
+    for cid in statuses(results):
+        assert len(list((results / "smoke" / cid).glob("wandb/offline-run-*"))) == 1
+        assert not (results / "smoke" / cid / ".lock").exists()
+    table, _ = fit_table(collect(str(results / "smoke"))[0])
+    assert len(table) == 4 and set(table["n_seeds"]) == {1}
+
+
+def test_a_lock_held_by_a_killed_process_is_taken_over(tmp_path):
+    hold = ("import sys, time; from pathlib import Path; from harness.lock import CellLock; "
+            "CellLock(Path(sys.argv[1])).acquire(); print('held', flush=True); time.sleep(600)")
+    proc = subprocess.Popen([sys.executable, "-c", hold, str(tmp_path / "cell")], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    with pytest.raises(Busy, match=f"pid {proc.pid}"):
+        CellLock(tmp_path / "cell").acquire()
+    proc.kill()
+    proc.wait()
+    assert (tmp_path / "cell" / ".lock").exists()  # left behind by SIGKILL, but no longer held
+    with CellLock(tmp_path / "cell"):
+        with pytest.raises(Busy):  # exclusive within one process too (flock, not POSIX locks)
+            CellLock(tmp_path / "cell").acquire()
+    assert not (tmp_path / "cell" / ".lock").exists()
 
 
 def test_a_failing_cell_does_not_stop_the_sweep(tmp_path):

@@ -73,3 +73,35 @@ def test_default_command_trains_the_default_model(tmp_path):
     final = float(out.stdout.split("final val/loss ")[1].split()[0])
     assert final < math.log(2048) - 2.0
     assert list(tmp_path.glob("single/*/wandb/offline-run-*/run-*.wandb"))
+
+
+def test_the_environment_is_recorded_and_checked_not_part_of_the_identity(tiny, capsys):
+    """threads changes a loss in its last digits but is no part of what the cell is: it is recorded
+    with the run, a rerun under other threads says so when it skips, and the fitter warns on a mix."""
+    tiny.threads = 1
+    first = train.run(tiny)
+    assert first["env"]["threads"] == 1 and first["env"]["dtype"] == "float32"
+    assert first["env"]["torch"] and first["env"]["device_name"]
+    tiny.threads = 2
+    again = train.run(tiny)
+    assert again["run_id"] == first["run_id"]  # same cell: not retrained
+    out = capsys.readouterr().out
+    assert "already finished (under torch" in out and "| 1 threads |" in out and "now torch" in out
+    assert spec.resolve(tiny).cell_id == first["cell_id"]
+
+
+def test_a_budget_beyond_the_corpus_names_the_budget_and_records_nothing(tmp_path):
+    for budget in ("budget.tokens=1000000000000000000000000000000", "budget.flops=1e30"):
+        out = cli("harness-train", f"results_dir={tmp_path}", "wandb.mode=disabled", budget, cwd=tmp_path)
+        lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+        assert out.returncode == 2 and len(lines) == 1 and budget.split("=")[0] in lines[0], out.stderr
+        assert "exceed the training split" in lines[0]
+    assert not list(tmp_path.rglob("summary.json"))  # a run that cannot start leaves no record
+
+
+def test_every_command_has_help(tmp_path):
+    train_help = cli("harness-train", "--help", cwd=tmp_path)
+    assert train_help.returncode == 0 and "harness-train" in train_help.stdout and "budget" in train_help.stdout
+    plan_help = cli("harness-plan", "--help", cwd=tmp_path)
+    assert plan_help.returncode == 0 and "usage: harness-plan" in plan_help.stdout
+    assert "sweep=smoke" in plan_help.stdout and "sweep=tiny" in plan_help.stdout
