@@ -9,6 +9,7 @@ against the built model). Conventions for FLOPs per training token:
 from __future__ import annotations
 
 import math
+
 from harness.config import BudgetConfig, ModelConfig
 from harness.errors import HarnessError
 

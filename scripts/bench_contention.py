@@ -96,8 +96,9 @@ def main() -> None:
         print(json.dumps(row))
     out = Path(a.out) / f"contention_{time.strftime('%Y-%m-%d')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"cell": a.cell, "seconds_per_measurement": a.seconds, "machine": {"cpus": os.cpu_count(), "cpu": platform.processor(),
-                                                           "torch": torch.__version__}, "rows": rows}, indent=1) + "\n")
+    machine = {"cpus": os.cpu_count(), "cpu": platform.processor(), "torch": torch.__version__}
+    meta = {"cell": a.cell, "seconds_per_measurement": a.seconds, "machine": machine, "rows": rows}
+    out.write_text(json.dumps(meta, indent=1) + "\n")
     print(f"wrote {out}")
 
 

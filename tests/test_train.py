@@ -4,8 +4,8 @@ import math
 import pytest
 
 from harness import records, schedule, spec, train
-from harness.errors import Diverged
 from harness.config import OptimConfig
+from harness.errors import Diverged
 from harness.wandb_log import read_wandb_log
 from tests.conftest import cli
 

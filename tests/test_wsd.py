@@ -2,9 +2,8 @@
 import pytest
 
 from harness import records, spec, train
-from harness.errors import Diverged
 from harness.collect import collect
-from harness.errors import HarnessError
+from harness.errors import Diverged, HarnessError
 from tests.conftest import make_config
 
 BASE = ["model=gpt2-20k", "data.val_tokens=16384", "optim.lr=0.01", "optim.warmup_tokens=10240",
