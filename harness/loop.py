@@ -46,7 +46,7 @@ def setup(cfg: Config) -> tuple[torch.device, dict]:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
-        name = _cpu_model()
+        name = cpu_model()
     import transformers
 
     env = {"torch": torch.__version__, "transformers": transformers.__version__, "numpy": np.__version__,
@@ -56,7 +56,7 @@ def setup(cfg: Config) -> tuple[torch.device, dict]:
     return device, env
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         for line in open("/proc/cpuinfo"):
             if line.startswith("model name"):

@@ -12,13 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+from harness.loop import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 BUSY = "while True: pass"
@@ -96,7 +97,7 @@ def main() -> None:
         print(json.dumps(row))
     out = Path(a.out) / f"contention_{time.strftime('%Y-%m-%d')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    machine = {"cpus": os.cpu_count(), "cpu": platform.processor(), "torch": torch.__version__}
+    machine = {"cpus": os.cpu_count(), "cpu": cpu_model(), "torch": torch.__version__}
     meta = {"cell": a.cell, "seconds_per_measurement": a.seconds, "machine": machine, "rows": rows}
     out.write_text(json.dumps(meta, indent=1) + "\n")
     print(f"wrote {out}")
