@@ -1,14 +1,23 @@
-"""Run every fit on a tidy run table and gather the results fit.json carries (no I/O)."""
+"""Run every fit on a tidy run table and gather the results fit.json carries (no I/O).
+
+Every law form (forms.py) is fitted, bootstrapped and rolled out (backtest.rollout); the forms
+are ranked by their held-out rollout error, and the best one gives the headline numbers
+(compute-optimal allocation, back-test with prediction intervals). Approaches 1 and 2 and the
+published laws sit beside them.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
+from harness import forms
 from harness import isoflop as iso
-from harness.backtest import backtest
-from harness.fit import PARAMS, bootstrap, compute_optimal, fit_parametric, summarise
+from harness.backtest import backtest, rollout
+from harness.fit import PARAMS, Fit, allocation, bootstrap_form, compute_optimal, fit_form, summarise
 from harness.laws import PUBLISHED
+
+DEFAULT_FORMS = ("chinchilla", "kaplan", "datacon")
 
 
 def _default_budgets(C) -> list[float]:
@@ -17,38 +26,62 @@ def _default_budgets(C) -> list[float]:
     return [cmax, 10 * cmax, 100 * cmax]
 
 
-def _parametric_section(fit) -> dict:
-    out = {k: getattr(fit, k) for k in PARAMS}
-    out.update(stderr=fit.stderr, ci95=fit.ci95, objective=fit.objective,
-               loss=f"huber(delta={fit.delta}) summed over log-loss residuals",
-               convergence={"converged": fit.converged, "message": fit.message,
-                            "n_iter": fit.n_iter, "n_starts": fit.n_starts},
-               identifiable=fit.identifiable, n_bootstrap=fit.n_bootstrap,
-               n_bootstrap_failed=fit.n_boot_failed)
+def form_section(fit: Fit) -> dict:
+    """A fitted form's parameters with SE, 95 % CI (None where not identified), AIC and BIC."""
+    ci = {k: (None if k in fit.not_identified else v) for k, v in fit.ci95.items()}
+    se = {k: (None if k in fit.not_identified else v) for k, v in fit.stderr.items()}
+    return {"form": fit.form.name, "constraint": fit.form.constraint, "params": fit.params,
+            "stderr": se, "ci95": ci, "not_identified": fit.not_identified,
+            "objective": fit.objective, "loss": f"huber(delta={fit.delta}) summed over log-loss residuals",
+            "n_free_params": fit.form.n_free, "aic": fit.aic, "bic": fit.bic,
+            "residual_rms": float(np.sqrt(np.mean(fit.residuals ** 2))),
+            "convergence": {"converged": fit.converged, "message": fit.message, "n_iter": fit.n_iter,
+                            "n_starts": fit.n_starts},
+            "identifiable": fit.identifiable, "n_bootstrap": fit.n_bootstrap,
+            "n_bootstrap_failed": fit.n_boot_failed}
+
+
+def _parametric_section(fit: Fit) -> dict:
+    """The Chinchilla form in the layout fit.json has always had (E, A, B, alpha, beta at the top)."""
+    out = {k: fit.params[k] for k in PARAMS}
+    out.update(form_section(fit))
     return out
 
 
-def _compute_optimal_section(fit, budgets) -> dict:
-    """N*(C), D*(C), D/N at each budget from approach 3, with bootstrap errors."""
-    point = compute_optimal(**fit.params, C=np.asarray(budgets))
-    out = {"source": "parametric (approach 3)", "convention": "C = 6 N D",
-           "a": float(point["a"]), "b": float(point["b"]), "G": float(point["G"]),
-           "stderr": {}, "ci95": {}, "budgets": []}
+def compute_optimal_section(fit: Fit, budgets, c_max: float) -> dict:
+    """N*(C), D*(C), D/N and L* at each budget with bootstrap intervals; each budget says how far
+    beyond the largest fitted compute it is (a projection, not a measurement, when > 0)."""
+    budgets = np.asarray(budgets, float)
+    point = allocation(fit, fit.z[None], budgets)
+    out = {"form": fit.form.label, "convention": "C = 6 N D", "budgets": [], "stderr": {}, "ci95": {}}
+    if fit.form.name in ("chinchilla", "datacon"):
+        co = compute_optimal(**{k: fit.params[k] for k in PARAMS}, C=budgets)
+        out.update(a=float(co["a"]), b=float(co["b"]), G=float(co["G"]))
+    elif len(budgets) >= 2:
+        out.update(a=_slope(budgets, point["N_opt"][0]), b=_slope(budgets, point["D_opt"][0]))
     s = None
-    if fit.samples is not None and len(fit.samples):
-        cols = {k: fit.samples[:, j][:, None] for j, k in enumerate(PARAMS)}
-        s = compute_optimal(**cols, C=np.asarray(budgets)[None, :])
-        out["stderr"], out["ci95"] = summarise({k: s[k][:, 0] for k in ("a", "b", "G")})
+    if fit.z_samples is not None and len(fit.z_samples):
+        s = allocation(fit, fit.z_samples, budgets)
+        if len(budgets) >= 2:
+            out["stderr"], out["ci95"] = summarise({"a": _slope(budgets, s["N_opt"]), "b": _slope(budgets, s["D_opt"])})
     for j, C in enumerate(budgets):
-        row = {"C": float(C), "N_opt": float(point["N_opt"][j]),
-               "D_opt": float(point["D_opt"][j]),
-               "tokens_per_param": float(point["D_opt"][j] / point["N_opt"][j])}
+        row = {"C": float(C), "projection_dex": float(np.log10(C / c_max)), "N_opt": float(point["N_opt"][0, j]),
+               "D_opt": float(point["D_opt"][0, j]), "loss_opt": float(point["loss_opt"][0, j]),
+               "tokens_per_param": float(point["D_opt"][0, j] / point["N_opt"][0, j])}
         if s is not None:
             row["stderr"], row["ci95"] = summarise({
-                "N_opt": s["N_opt"][:, j], "D_opt": s["D_opt"][:, j],
+                "N_opt": s["N_opt"][:, j], "D_opt": s["D_opt"][:, j], "loss_opt": s["loss_opt"][:, j],
                 "tokens_per_param": s["D_opt"][:, j] / s["N_opt"][:, j]})
         out["budgets"].append(row)
     return out
+
+
+def _slope(C, Y):
+    """d log Y / d log C across the budgets, per row of Y (R, m) or for one row."""
+    x = np.log(C) - np.log(C).mean()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        y = np.log(Y)
+    return (y - y.mean(axis=-1, keepdims=True)) @ x / (x @ x)
 
 
 def _isoflop_section(N, L, C, counts, tol_dex) -> dict | None:
@@ -79,34 +112,74 @@ def _published_section(N, D, L, budgets) -> dict:
     return out
 
 
-def analyse(table: pd.DataFrame, *, n_bootstrap=1000, seed=0, holdout=0.1,
-            budgets=None, tol_dex=0.02) -> tuple[dict, object]:
-    """All fits on columns N, D, C, loss of `table`. Returns (results dict, ParametricFit)."""
+def model_choice(sections: dict, rollouts: dict, requested: str | None) -> dict:
+    """Rank forms by mean |relative error| of their rollout predictions (held out), AIC/BIC beside."""
+    rows = [{"form": label, "rollout_mean_abs_rel_error": rollouts[label].get("mean_abs_rel_error"),
+             "aic": sections[label]["aic"], "bic": sections[label]["bic"],
+             "not_identified": sections[label]["not_identified"]} for label in sections]
+    rows.sort(key=lambda r: (r["rollout_mean_abs_rel_error"] is None, r["rollout_mean_abs_rel_error"] or 0, r["bic"]))
+    if requested:
+        headline = next(r["form"] for r in rows if r["form"] == requested)
+        why = f"chosen on the command line (form={requested})"
+    elif rows[0]["rollout_mean_abs_rel_error"] is None:
+        headline = min(rows, key=lambda r: r["bic"])["form"]
+        why = "no rollout was possible (too few compute groups): lowest BIC"
+    else:
+        headline, err = rows[0]["form"], rows[0]["rollout_mean_abs_rel_error"]
+        why = (f"lowest held-out rollout error ({err:.2%} mean |relative error| predicting dearer runs "
+               "from cheaper ones)")
+    return {"ranking": rows, "headline": headline, "why": why,
+            "criterion": "mean |relative error| of rollout predictions (fit on the cheapest k compute "
+                         "groups, predict every dearer run, for every k); AIC/BIC from Gaussian log residuals"}
+
+
+def fit_forms(table: pd.DataFrame, names, *, E=None, tie=False, n_bootstrap=1000, seed=0, tol_dex=0.02):
+    """{label: Fit} and {label: rollout} for each form the table has the columns for."""
+    fits, rollouts, skipped = {}, {}, {}
+    L, C = table["loss"].to_numpy(float), table["C"].to_numpy(float)
+    for name in names:
+        form = forms.get(name, E=E if name != "kaplan" else None, tie=tie and name != "kaplan")
+        if name == "datacon" and ("U" not in table or not (table["U"] > 0).all()):
+            skipped[form.label] = "runs carry no unique-token count U (unique_train_tokens)"
+            continue
+        X = forms.data(form, table)
+        fit = fit_form(form, X, L)
+        if n_bootstrap > 0 and fit.identifiable:
+            bootstrap_form(fit, X, L, n_bootstrap, seed)
+        fits[form.label], rollouts[form.label] = fit, rollout(form, X, L, C, tol_dex)
+    return fits, rollouts, skipped
+
+
+def analyse(table: pd.DataFrame, *, n_bootstrap=1000, seed=0, holdout=0.1, budgets=None, tol_dex=0.02,
+            form_names=DEFAULT_FORMS, form=None, E=None, tie=False) -> tuple[dict, dict]:
+    """All fits on columns N, D, C, loss (U for datacon) of `table`. Returns (results, {label: Fit})."""
     N, D, C, L = (table[k].to_numpy(float) for k in ("N", "D", "C", "loss"))
     budgets = list(budgets) if budgets else _default_budgets(C)
-    warnings: list[str] = []
-    fit = fit_parametric(N, D, L)
+    names = list(dict.fromkeys(([form] if form else []) + list(form_names)))
+    fits, rollouts, skipped = fit_forms(table, names, E=E, tie=tie, n_bootstrap=n_bootstrap, seed=seed,
+                                        tol_dex=tol_dex)
+    sections = {label: form_section(f) for label, f in fits.items()}
+    for label, r in rollouts.items():
+        sections[label]["rollout"] = r
+    requested = next((lab for lab in fits if fits[lab].form.name == form), None) if form else None
+    choice = model_choice(sections, rollouts, requested)
+    head = fits[choice["headline"]]
+    warnings = _warnings(fits, choice, skipped)
     counts = None
-    if not fit.identifiable:
-        warnings.append("D/N barely varies across runs (log D is almost a linear function of "
-                        "log N): alpha and beta are not separately identifiable; the parametric "
-                        "fit and its compute-optimal allocation are not reported as estimates.")
-    elif n_bootstrap > 0:
-        bootstrap(fit, N, D, L, n_resamples=n_bootstrap, seed=seed)
+    if n_bootstrap > 0:
         rng = np.random.default_rng(seed)  # same seed, same resamples as the parametric bootstrap
         counts = rng.multinomial(len(L), np.full(len(L), 1.0 / len(L)), size=n_bootstrap)
-    if not fit.converged:
-        warnings.append(f"parametric fit did not converge: {fit.message}")
-    if fit.n_boot_failed:
-        warnings.append(f"{fit.n_boot_failed} of {n_bootstrap} bootstrap refits did not "
-                        "converge and were dropped")
+    chin = next((f for f in fits.values() if f.form.name == "chinchilla"), None)
     results = {
         "n_points": int(len(L)),
-        "parametric": _parametric_section(fit),
+        "forms": sections,
+        "forms_skipped": skipped,
+        "model_choice": choice,
+        "parametric": _parametric_section(chin) if chin is not None else None,
         "isoflop": _isoflop_section(N, L, C, counts, tol_dex),
-        "compute_optimal": (_compute_optimal_section(fit, budgets) if fit.identifiable
-                            else None),
-        "backtest": backtest(N, D, L, C, holdout=holdout),
+        "compute_optimal": compute_optimal_section(head, budgets, float(C.max())) if head.identifiable else None,
+        "backtest": backtest(head.form, forms.data(head.form, table), L, C, holdout=holdout,
+                             n_bootstrap=min(n_bootstrap, 200), seed=seed),
         "envelope": iso.envelope(N, D, L, C),
         "kaplan": iso.kaplan_laws(N, D, L, C),
         "published": _published_section(N, D, L, budgets),
@@ -116,4 +189,24 @@ def analyse(table: pd.DataFrame, *, n_bootstrap=1000, seed=0, holdout=0.1,
     if iso_res and iso_res["rejected"]:
         warnings.append(f"{len(iso_res['rejected'])} IsoFLOP budget(s) rejected (minimum at the "
                         "edge of the sampled range or no minimum); see isoflop.rejected")
-    return results, fit
+    return results, fits
+
+
+def _warnings(fits: dict, choice: dict, skipped: dict) -> list[str]:
+    out = []
+    head = fits[choice["headline"]]
+    if not head.identifiable:
+        out.append("D/N barely varies across runs (log D is almost a linear function of log N): the "
+                   "law's N and D terms are not separately identifiable; its compute-optimal "
+                   "allocation is not reported.")
+    for label, fit in fits.items():
+        if not fit.converged:
+            out.append(f"{label}: fit did not converge ({fit.message})")
+        if fit.n_boot_failed:
+            out.append(f"{label}: {fit.n_boot_failed} of {fit.n_bootstrap} bootstrap refits did not converge "
+                       "and were dropped")
+        if fit.not_identified:
+            out.append(f"{label}: not identified by these runs (95 % interval unbounded or spanning "
+                       f"> 6 decades): {', '.join(fit.not_identified)}")
+    out += [f"{label}: not fitted: {why}" for label, why in skipped.items()]
+    return out

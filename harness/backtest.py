@@ -1,11 +1,23 @@
-"""Back-test: fit approach 3 on the cheaper runs, predict the most expensive ones (no I/O)."""
+"""Held-out tests of a law (no I/O): the classic back-test and the rollout used for model choice.
+
+backtest: fit on the cheaper runs, predict the most expensive ones, each with a 95 % prediction
+interval. rollout (as OLMo-core's ladder does): fit on the k cheapest compute groups, predict
+every more expensive run, for each k; the error is reported against how far beyond the fitted
+compute the prediction reaches, and its mean ranks the forms (analysis.model_choice), so the
+choice rests on held-out error, not on the fit's own residuals.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
+from harness import forms
 from harness.errors import HarnessError
-from harness.fit import PARAMS, fit_parametric
+from harness.fit import bootstrap_form, fit_form, prediction_interval
+from harness.isoflop import group_budgets
+
+MAX_GROUPS = 8  # rollout steps: more compute groups are pooled into this many (equal counts)
+DISTANCE_BINS = ((0.0, 0.5), (0.5, 1.0), (1.0, np.inf))  # dex beyond the largest fitted C
 
 
 def n_holdout(n_points: int, holdout: float) -> int:
@@ -17,26 +29,71 @@ def n_holdout(n_points: int, holdout: float) -> int:
     return max(1, int(round(holdout * n_points))) if holdout > 0 else 0
 
 
-def backtest(N, D, L, C, holdout=0.1) -> dict:
-    """Hold out the largest-C runs, fit the rest, report each prediction's relative error.
+def backtest(form: forms.Form, X: dict, L, C, holdout=0.1, n_bootstrap=200, seed=0) -> dict:
+    """Hold out the largest-C runs, fit the rest, report each prediction's error and 95 % PI.
 
     Always returns a dict (the report carries it even when it cannot run, with the reason)."""
-    N, D, L, C = (np.asarray(v, float) for v in (N, D, L, C))
+    L, C = np.asarray(L, float), np.asarray(C, float)
     k = n_holdout(len(L), holdout)
-    out = {"holdout": holdout, "n_holdout": k, "n_train": len(L) - k}
+    out = {"form": form.label, "holdout": holdout, "n_holdout": k, "n_train": len(L) - k}
     if k == 0:
         return {**out, "skipped": "holdout=0"}
-    if len(L) - k <= len(PARAMS):
-        return {**out, "skipped": f"only {len(L) - k} points left to fit {len(PARAMS)} params"}
+    if len(L) - k <= form.n_free:
+        return {**out, "skipped": f"only {len(L) - k} points left to fit {form.n_free} params"}
     order = np.argsort(C, kind="stable")
     train, test = order[:-k], order[-k:]
-    fit = fit_parametric(N[train], D[train], L[train])
-    pred = fit.predict(N[test], D[test])
+    fit = fit_form(form, forms.subset(X, train), L[train])
+    if n_bootstrap:
+        bootstrap_form(fit, forms.subset(X, train), L[train], n_bootstrap, seed)
+    pred, lo, hi = prediction_interval(fit, forms.subset(X, test), seed=seed)
     rel = (pred - L[test]) / L[test]
-    return {**out, "C_cut": float(C[train].max()), "params": fit.params,
-            "converged": fit.converged, "identifiable": fit.identifiable,
-            "mean_abs_rel_error": float(np.mean(np.abs(rel))),
+    c_cut = float(C[train].max())
+    return {**out, "C_cut": c_cut, "params": fit.params, "converged": fit.converged,
+            "identifiable": fit.identifiable, "mean_abs_rel_error": float(np.mean(np.abs(rel))),
             "max_abs_rel_error": float(np.max(np.abs(rel))),
-            "points": [{"N": float(N[i]), "D": float(D[i]), "C": float(C[i]),
-                        "loss": float(L[i]), "pred": float(p), "rel_error": float(r)}
-                       for i, p, r in zip(test, pred, rel)]}
+            "inside_pi95": int(np.sum((L[test] >= lo) & (L[test] <= hi))),
+            "points": [{"N": float(X["N"][i]), "D": float(X["D"][i]), "C": float(C[i]), "loss": float(L[i]),
+                        "pred": float(p), "pi95": [float(a), float(b)], "rel_error": float(r),
+                        "projection_dex": float(np.log10(C[i] / c_cut))}
+                       for i, p, a, b, r in zip(test, pred, lo, hi, rel)]}
+
+
+def compute_groups(C, tol_dex=0.02) -> np.ndarray:
+    """Compute groups, cheapest first: budgets that differ by < tol_dex, pooled into at most
+    MAX_GROUPS groups of similar size when a grid design has many distinct C."""
+    labels = group_budgets(C, tol_dex)
+    n = labels.max() + 1
+    if n <= MAX_GROUPS:
+        return labels
+    sizes = np.bincount(labels)
+    edges = np.searchsorted(np.cumsum(sizes) / sizes.sum(), np.linspace(0, 1, MAX_GROUPS + 1)[1:-1])
+    return np.searchsorted(edges, labels, side="right")
+
+
+def rollout(form: forms.Form, X: dict, L, C, tol_dex=0.02) -> dict:
+    """Fit on the cheapest k groups and predict every dearer run, for every k that leaves more
+    points than the form has parameters. Returns each prediction and error summaries."""
+    L, C = np.asarray(L, float), np.asarray(C, float)
+    groups = compute_groups(C, tol_dex)
+    preds = []
+    for k in range(1, groups.max() + 1):
+        train, test = groups < k, groups >= k
+        if train.sum() <= form.n_free + 1:
+            continue
+        fit = fit_form(form, forms.subset(X, train), L[train], n_keep=4)
+        c_cut = C[train].max()
+        pred = np.exp(form.log_predict(fit.z[None], forms.subset(X, test))[0])
+        for i, p in zip(np.flatnonzero(test), pred):
+            preds.append({"k": k, "N": float(X["N"][i]), "D": float(X["D"][i]), "C": float(C[i]),
+                          "loss": float(L[i]), "pred": float(p), "rel_error": float((p - L[i]) / L[i]),
+                          "projection_dex": float(np.log10(C[i] / c_cut))})
+    out = {"form": form.label, "n_groups": int(groups.max() + 1), "predictions": preds}
+    if not preds:
+        return {**out, "skipped": "too few compute groups below the largest to fit this form"}
+    err = np.abs([p["rel_error"] for p in preds])
+    dist = np.array([p["projection_dex"] for p in preds])
+    out["mean_abs_rel_error"] = float(err.mean())
+    out["by_distance"] = [{"dex": [lo, hi if np.isfinite(hi) else None], "n": int(m.sum()),
+                           "mean_abs_rel_error": float(err[m].mean()) if m.any() else None}
+                          for lo, hi in DISTANCE_BINS for m in [(dist >= lo) & (dist < hi)]]
+    return out

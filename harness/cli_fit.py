@@ -13,6 +13,7 @@ import sys
 import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Optional
 
 from harness.errors import HarnessError
 
@@ -31,12 +32,17 @@ class FitConfig:
     drop_highest: int = 0  # drop the k highest-loss points (Epoch's Chinchilla filter: 5)
     schedule: str = "all"  # fit only runs with this LR schedule: all, cosine or wsd
     budget_tol_dex: float = 0.02  # runs within this log10-C gap share an IsoFLOP budget
-    col_N: str = "N"  # CSV column of N (params)
-    col_D: str = "D"  # CSV column of D (tokens); without one, D = C / (6 N)
-    col_C: str = "C"  # CSV column of C (FLOPs), read when the CSV has no D column
-    col_loss: str = "loss"  # CSV column of the final loss (nats per token)
+    col_N: str = "N"  # N (params): a CSV column, or for wandb runs config.KEY / summary.KEY
+    col_D: str = "D"  # D (tokens), the same way; without one, D = C / (6 N)
+    col_C: str = "C"  # C (FLOPs), the same way; read when there is no D
+    col_loss: str = "loss"  # final loss (nats per token), the same way (e.g. summary.eval/loss)
     wandb_group: str = ""  # wandb source: only runs in this group ("" = all)
     wandb_sweep: str = ""  # wandb source: only runs of this sweep ("" = all)
+    forms: list[str] = field(default_factory=lambda: ["chinchilla", "kaplan", "datacon"])  # law forms to fit and rank
+    form: str = "auto"  # form behind the headline numbers; auto: the lowest held-out rollout error
+    E: Optional[float] = None  # fix the floor E of chinchilla/datacon (e.g. E=1.9); null: fitted
+    tie: bool = False  # tie the exponents, beta = alpha (chinchilla/datacon)
+    group_by: str = ""  # fit each group of this run column separately and test the difference (e.g. arch)
 
 
 def option_help() -> dict[str, str]:
@@ -83,8 +89,17 @@ def parse_args(argv: list[str]) -> FitConfig:
 
 def command_line(cfg: FitConfig) -> str:
     """The exact command that reproduces this report (every option spelled out)."""
-    args = [f"{k}={v}" for k, v in asdict(cfg).items()]
+    args = [f"{k}={_value(v)}" for k, v in asdict(cfg).items()]
     return "harness-fit " + " ".join(shlex.quote(a) for a in args)
+
+
+def _value(v) -> str:
+    """A value as the key=value parser reads it back: null, [a,b], plain scalars."""
+    if v is None:
+        return "null"
+    if isinstance(v, list):
+        return "[" + ",".join(_value(x) for x in v) + "]"
+    return str(v) if v != "" else "''"  # OmegaConf reads a bare `key=` as null
 
 
 def check_out(out: str) -> None:
@@ -116,16 +131,22 @@ def run(cfg: FitConfig) -> dict:
     runs, warnings = collect(cfg.runs, columns=columns, group=cfg.wandb_group or None,
                              sweep=cfg.wandb_sweep or None)
     convention = resolve_convention(runs, cfg.n_convention)
-    table, excluded = fit_table(runs, convention, cfg.drop_highest, cfg.schedule)
+    table, excluded = fit_table(runs, convention, cfg.drop_highest, cfg.schedule, cfg.group_by or None)
     t0 = time.perf_counter()
-    results, fit = analyse(table, n_bootstrap=cfg.n_bootstrap, seed=cfg.seed,
-                           holdout=cfg.holdout, budgets=cfg.budgets, tol_dex=cfg.budget_tol_dex)
+    results, fits = analyse(table, n_bootstrap=cfg.n_bootstrap, seed=cfg.seed, holdout=cfg.holdout,
+                            budgets=cfg.budgets, tol_dex=cfg.budget_tol_dex, form_names=cfg.forms,
+                            form=None if cfg.form == "auto" else cfg.form, E=cfg.E, tie=cfg.tie)
+    if cfg.group_by:
+        from harness import groups
+
+        head = fits[results["model_choice"]["headline"]].form
+        results["groups"] = groups.compare(table, cfg.group_by, head, cfg.n_bootstrap, cfg.seed)
     results["warnings"] = warnings + results["warnings"]
     results["provenance"] = {
         "runs": cfg.runs, "input_runs": table["run_id"].tolist(), "excluded": excluded,
         "git_revision": report.git_revision(Path(__file__).resolve().parent),
         "conventions": {"N": convention, "C": "6*N*D" if convention == "total"
-                        else "6*N_nonembed*D (Kaplan)", "loss": "final val/loss (CSV: col_loss)",
+                        else "6*N_nonembed*D (Kaplan)", "loss": f"final val/loss (mapped: col_loss={cfg.col_loss})",
                         "seeds": "repeated seeds of one cell averaged"},
         "settings": {k: v for k, v in asdict(cfg).items()}, "command": command_line(cfg),
         "train_commands": sorted({c for c, st in zip(runs["command"], runs["status"])
@@ -137,7 +158,7 @@ def run(cfg: FitConfig) -> dict:
     except OSError as exc:  # e.g. no permission; check_out caught the common case up front
         raise HarnessError(f"out={cfg.out}: cannot create directory ({exc.strerror})") from None
     table.to_csv(out / "runs.csv", index=False)
-    figures = plots.make_all(table, fit, results, out, cfg.budget_tol_dex)
+    figures = plots.make_all(table, fits, results, out, cfg.budget_tol_dex)
     report.write_json(results, out / "fit.json")
     report.write_markdown(results, figures, command_line(cfg), out / "report.md")
     for w in results["warnings"]:

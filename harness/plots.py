@@ -1,4 +1,8 @@
-"""Figures for the fit report (matplotlib Agg; one function per PNG)."""
+"""Figures for the fit report (matplotlib Agg; one function per PNG).
+
+Every fitted form (fit.Fit) is drawn, the headline form (analysis.model_choice) first; colours
+follow that order in every figure.
+"""
 
 from __future__ import annotations
 
@@ -9,51 +13,95 @@ import matplotlib
 matplotlib.use("Agg")  # no display on a training box or in CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import NullFormatter, PercentFormatter  # noqa: E402
 
-from harness.fit import PARAMS, compute_optimal, predict  # noqa: E402
+from harness.fit import PARAMS, allocation, compute_optimal  # noqa: E402
 from harness.isoflop import group_budgets  # noqa: E402
 from harness.laws import PUBLISHED  # noqa: E402
 
-
-def _levels(x, max_levels=6):
-    """Distinct values of x, or geometric bin centres when there are too many to draw."""
-    u = np.unique(x)
-    if len(u) <= max_levels:
-        return u, np.searchsorted(u, x)
-    edges = np.logspace(np.log10(u.min()), np.log10(u.max()), max_levels + 1)
-    idx = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, max_levels - 1)
-    return np.sqrt(edges[:-1] * edges[1:]), idx
+GROUP_TOL_DEX = 0.01  # runs whose D (or N) differ by < ~2 % (rounding to whole steps) are one group
+MARKERS = "o^sDvP*X"
 
 
-def _loss_vs(table, params, x_name, per_name, path):
-    x, per, L = (table[k].to_numpy(float) for k in (x_name, per_name, "loss"))
-    levels, idx = _levels(per)
-    colors = plt.cm.viridis(np.linspace(0, 0.9, len(levels)))
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
-    grid = np.logspace(np.log10(x.min()) - 0.1, np.log10(x.max()) + 0.1, 100)
-    for j, (lev, c) in enumerate(zip(levels, colors)):
-        m = idx == j
-        if not m.any():
-            continue
-        ax.scatter(x[m], L[m], s=14, color=c, label=f"{per_name} ≈ {lev:.2g}")
-        N, D = (grid, lev) if x_name == "N" else (lev, grid)
-        ax.plot(grid, predict(params, N, D), color=c, lw=1)
-    ax.set(xscale="log", xlabel=x_name, ylabel="loss",
-           title=f"Loss vs {x_name} per {per_name} (lines: approach-3 fit)")
-    ax.legend(fontsize=7)
-    _save(fig, path)
+def _fmt(v: float) -> str:
+    m, e = f"{v:.1e}".split("e")
+    return f"{m}e{int(e)}"  # 3.0e6, not 3.0e+06
+
+
+def value_groups(values, name: str, tol_dex=GROUP_TOL_DEX) -> list[tuple[np.ndarray, str]]:
+    """(mask, legend label) per group of nearly equal values, smallest first. The label is the
+    group's own value, or its range where rounding made the runs differ ("D = 2.9e6–3.0e6")."""
+    values = np.asarray(values, float)
+    labels = group_budgets(values, tol_dex)  # numbered in ascending order of value
+    out = []
+    for g in range(labels.max() + 1):
+        m = labels == g
+        lo, hi = _fmt(values[m].min()), _fmt(values[m].max())
+        out.append((m, f"{name} = {lo}" if lo == hi else f"{name} = {lo}–{hi}"))
+    return out
+
+
+def group_curve(fit, x, other, U=None, along="N", span=None, n=80) -> tuple[np.ndarray, np.ndarray]:
+    """(xs, loss): the fit's prediction along `along` ("N" or "D") for one group of runs.
+
+    x, other: the runs' values of `along` and of the other variable; U: their unique tokens (only
+    forms that read U need it). Between the runs, the other variable and U are interpolated
+    log-linearly in x, constant beyond the ends; the runs' own (N, D, U) are points of the curve,
+    so it passes exactly through the fit's prediction at every run. span: (lo, hi) of the grid."""
+    x, other = np.asarray(x, float), np.asarray(other, float)
+    order = np.argsort(x, kind="stable")
+    lx = np.log(x[order])
+    lo, hi = span if span is not None else (x.min(), x.max())
+    lg = np.linspace(np.log(lo), np.log(hi), n)
+    xs = np.concatenate([np.exp(lg), x])
+    ys = np.concatenate([np.exp(np.interp(lg, lx, np.log(other[order]))), other])
+    us = None
+    if U is not None:
+        U = np.asarray(U, float)
+        us = np.concatenate([np.exp(np.interp(lg, lx, np.log(U[order]))), U])
+    s = np.argsort(xs, kind="stable")
+    N, D = (xs[s], ys[s]) if along == "N" else (ys[s], xs[s])
+    return xs[s], fit.predict(N, D, None if us is None else us[s])
 
 
 def _save(fig, path):
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def loss_vs_plot(table, fits, order, along, path):
+    """Loss vs N per data budget (along="N") or vs D per model size: one panel per form, each
+    group's curve through its runs' own (N, D)."""
+    per = "D" if along == "N" else "N"
+    x, other, L = (table[k].to_numpy(float) for k in (along, per, "loss"))
+    groups = value_groups(other, per)
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(groups)))
+    span = (x.min() / 10**0.1, x.max() * 10**0.1)
+    fig, axes = plt.subplots(1, len(order), figsize=(1.5 + 4.2 * len(order), 4.6), sharey=True,
+                             squeeze=False, layout="constrained")
+    for i, (ax, label) in enumerate(zip(axes[0], order)):
+        fit = fits[label]
+        U = table["U"].to_numpy(float) if "U" in fit.form.columns else None
+        for (m, text), c in zip(groups, colors):
+            ax.scatter(x[m], L[m], s=14, color=c, label=text)
+            if fit.identifiable:
+                xs, ys = group_curve(fit, x[m], other[m], None if U is None else U[m], along, span)
+                ax.plot(xs, ys, color=c, lw=1)
+        title = label + (" (headline)" if i == 0 else "")
+        if not fit.identifiable:
+            title += ": not identifiable, points only"
+        ax.set(xscale="log", xlabel=along, title=title)
+        ax.xaxis.set_minor_formatter(NullFormatter())  # under 2 decades they collide
+    axes[0, 0].set_ylabel("loss")
+    axes[0, -1].legend(fontsize=6, ncol=1 + len(groups) // 12, loc="upper left", bbox_to_anchor=(1.02, 1))
+    fig.suptitle(f"Loss vs {along} per {per} (lines: each form's fit through the runs' own N, D)", fontsize=9)
+    _save(fig, path)
 
 
 def isoflop_plot(table, iso, path, tol_dex=0.02):
     N, L, C = (table[k].to_numpy(float) for k in ("N", "loss", "C"))
     labels = group_budgets(C, tol_dex)
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    fig, ax = plt.subplots(figsize=(6.4, 4.6), layout="constrained")
     budgets = iso["budgets"] + [{**r, "rejected": True} for r in iso["rejected"]]
     colors = plt.cm.plasma(np.linspace(0, 0.85, max(len(budgets), 1)))
     for b, c in zip(sorted(budgets, key=lambda b: b["C"]), colors):
@@ -75,66 +123,131 @@ def isoflop_plot(table, iso, path, tol_dex=0.02):
     _save(fig, path)
 
 
-def frontier_plot(table, fit, results, path):
-    """N*(C) and D*(C): approach 3 with 95 % bootstrap band, approach 1/2 points, published."""
+def allocation_band(fit, C, chunk=32) -> dict | None:
+    """95 % bootstrap band {"N_opt": (lo, hi), "D_opt": (lo, hi)} of the allocation at budgets C.
+
+    Resamples with no optimum are NaN rows and are dropped. One whose optimum ran off to
+    infinity (alpha + beta -> 0) holds inf (N*) or 0 (D*); interpolating between order
+    statistics is then undefined, so the nearest one is taken, as fit.summarise does."""
+    z = fit.z_samples
+    if z is None or not len(z):
+        return None
+    # Kaplan's allocation searches a grid of 5001 N per budget for every row at once: go in chunks
+    parts = [allocation(fit, z[i:i + chunk], C) for i in range(0, len(z), chunk)]
+    band = {}
+    for key in ("N_opt", "D_opt"):
+        v = np.concatenate([p[key] for p in parts])
+        v = v[~np.isnan(v).all(axis=1)]
+        if len(v) < 2:
+            return None
+        method = "nearest" if np.isinf(v).any() else "linear"
+        band[key] = np.nanpercentile(v, [2.5, 97.5], axis=0, method=method)
+    return band
+
+
+def _observed(ax, results, key):
+    """Approach-2 IsoFLOP minima and the approach-1 envelope runs."""
+    iso = results.get("isoflop")
+    if iso and iso["budgets"]:
+        ax.scatter([b["C"] for b in iso["budgets"]], [b[key] for b in iso["budgets"]],
+                   color="k", marker="*", s=60, label="approach 2 minima", zorder=3)
+    env = results["envelope"]["points"]
+    ax.scatter([p["C"] for p in env], [p["N" if key == "N_opt" else "D"] for p in env],
+               color="0.4", s=10, alpha=0.6, label="approach 1 envelope")
+
+
+def frontier_plot(table, fits, order, results, path):
+    """N*(C), D*(C): the headline form with its 95 % bootstrap band, the other identifiable forms
+    as thin lines, approaches 1 and 2, published laws; beyond the largest fitted C, a projection."""
     C = table["C"].to_numpy(float)
-    grid = np.logspace(np.log10(C.min()), np.log10(max(C.max(), 1e2 * C.max())), 80)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
-    opt = compute_optimal(**fit.params, C=grid)
-    band = None
-    if fit.samples is not None and len(fit.samples):
-        cols = {k: fit.samples[:, j][:, None] for j, k in enumerate(PARAMS)}
-        band = compute_optimal(**cols, C=grid[None, :])
+    # two decades of projection; the allocations are near-straight on log-log, so 12 budgets suffice
+    grid = np.logspace(np.log10(C.min()), np.log10(100 * C.max()), 12)
+    band = allocation_band(fits[order[0]], grid)
+    lines = {lab: allocation(fits[lab], fits[lab].z[None], grid) for lab in order if fits[lab].identifiable}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), layout="constrained")
     for ax, key, name in ((axes[0], "N_opt", "N*"), (axes[1], "D_opt", "D*")):
-        ax.plot(grid, opt[key], color="C0", label="approach 3 (this fit)")
+        ax.axvspan(C.max(), grid[-1], color="0.93", zorder=0)
+        ax.text(np.sqrt(C.max() * grid[-1]), 0.97, "projection", transform=ax.get_xaxis_transform(),
+                ha="center", va="top", fontsize=7, color="0.4")
+        for lab, co in lines.items():
+            head = lab == order[0]
+            ax.plot(grid, co[key][0], color=f"C{order.index(lab)}", lw=1.8 if head else 0.9,
+                    label=lab + (" (headline)" if head else ""))
         if band is not None:
-            lo, hi = np.nanpercentile(band[key], [2.5, 97.5], axis=0)
-            ax.fill_between(grid, lo, hi, color="C0", alpha=0.25, label="95 % bootstrap")
-        iso = results.get("isoflop")
-        if iso and iso["budgets"]:
-            ax.scatter([b["C"] for b in iso["budgets"]], [b[key] for b in iso["budgets"]],
-                       color="C3", marker="*", s=60, label="approach 2 minima", zorder=3)
-        env = results["envelope"]["points"]
-        ax.scatter([p["C"] for p in env], [p["N" if key == "N_opt" else "D"] for p in env],
-                   color="C2", s=10, alpha=0.6, label="approach 1 envelope")
+            ax.fill_between(grid, *band[key], color="C0", alpha=0.25, label="95 % bootstrap (headline)")
+        _observed(ax, results, key)
         for law_key, ls in (("hoffmann2022", "--"), ("epoch2024", ":")):
             law = PUBLISHED[law_key]
             co = compute_optimal(*(getattr(law, k) for k in PARAMS), C=grid)
             ax.plot(grid, co[key], color="gray", ls=ls, lw=1, label=law.name)
-        ax.set(xscale="log", yscale="log", xlabel="C (FLOPs)", ylabel=name,
-               title=f"Compute-optimal {name}(C)")
+        ax.set(xscale="log", yscale="log", xlabel="C (FLOPs)", ylabel=name, title=f"Compute-optimal {name}(C)")
         ax.legend(fontsize=6)
     _save(fig, path)
 
 
-def residuals_plot(table, fit, backtest, path):
-    N, D, C, L = (table[k].to_numpy(float) for k in ("N", "D", "C", "loss"))
-    r = np.log(L) - np.log(fit.predict(N, D))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, x, name in ((axes[0], C, "C (FLOPs)"), (axes[1], D / N, "D/N (tokens per param)")):
-        ax.scatter(x, r, s=10, alpha=0.7, label="all runs (full fit)")
+def residuals_plot(table, fits, order, backtest, path):
+    """Log residuals of every form vs C and vs D/N, with the headline back-test's held-out runs."""
+    N, D, C = (table[k].to_numpy(float) for k in ("N", "D", "C"))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True, layout="constrained")
+    pts = backtest.get("points") or []
+    bt = {k: np.array([p[k] for p in pts]) for k in ("N", "D", "C", "loss", "pred", "pi95")}
+    for ax, x, name, held in ((axes[0], C, "C (FLOPs)", "C"), (axes[1], D / N, "D/N (tokens per param)", "D/N")):
+        for i, lab in enumerate(order):
+            ax.scatter(x, fits[lab].residuals, s=10, alpha=0.7, color=f"C{i}", marker=MARKERS[i % len(MARKERS)],
+                       label=lab + (" (headline)" if i == 0 else ""))
         ax.axhline(0, color="k", lw=0.8)
-        ax.set(xscale="log", xlabel=name, ylabel="log L - log L_hat")
-    pts = backtest.get("points", [])
-    if pts:
-        axes[0].scatter([p["C"] for p in pts], [np.log(p["loss"] / p["pred"]) for p in pts],
-                        color="C3", marker="x", label="held out (back-test fit)")
-    axes[0].legend(fontsize=7)
-    axes[0].set_title("Residuals of the approach-3 fit")
+        if pts:
+            xb = bt["C"] if held == "C" else bt["D"] / bt["N"]
+            lo, hi = np.log(bt["pi95"] / bt["pred"][:, None]).T
+            ax.vlines(xb, lo, hi, color="k", lw=1, label="held out: 95 % PI of the back-test")
+            ax.scatter(xb, np.log(bt["loss"] / bt["pred"]), color="k", marker="x", zorder=3,
+                       label=f"held out: observed ({backtest['form']} fit on cheaper runs)")
+        ax.set(xscale="log", xlabel=name)
+    axes[0].set_ylabel("log L - log L_hat")
+    axes[0].legend(fontsize=6)
+    fig.suptitle("Residuals of every form (full fit) and the headline back-test", fontsize=9)
     _save(fig, path)
 
 
-def make_all(table, fit, results, out: Path, tol_dex=0.02) -> list[str]:
-    """Write every figure the data supports; returns their file names."""
+def rollout_plot(results, order, path) -> bool:
+    """|relative error| of every rollout prediction vs how far beyond the fitted compute it
+    reaches, per form. False (nothing written) when no form has predictions."""
+    preds = {lab: results["forms"][lab].get("rollout", {}).get("predictions") or [] for lab in order}
+    if not any(preds.values()):
+        return False
+    fig, ax = plt.subplots(figsize=(6.4, 4.6), layout="constrained")
+    for i, (lab, ps) in enumerate(preds.items()):
+        if ps:
+            err = np.abs([p["rel_error"] for p in ps])
+            ax.scatter([p["projection_dex"] for p in ps], err, s=14, alpha=0.7, color=f"C{i}",
+                       marker=MARKERS[i % len(MARKERS)], label=f"{lab} (mean {err.mean():.2%})")
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set(xlabel="projection: log10(C / largest fitted C)", ylabel="|relative error| of predicted loss",
+           title="Rollout: fit the cheapest k compute groups, predict dearer runs")
+    ax.legend(fontsize=7)
+    _save(fig, path)
+    return True
+
+
+def make_all(table, fits, results, out: Path, tol_dex=0.02) -> list[str]:
+    """Write every figure the data supports; returns their file names.
+
+    fits: {label: fit.Fit}; results["model_choice"]["headline"] names the form drawn first."""
+    out = Path(out)
+    head = results["model_choice"]["headline"]
+    order = [head] + [lab for lab in fits if lab != head]
     names = []
     if results.get("isoflop") and results["isoflop"]["budgets"]:
         isoflop_plot(table, results["isoflop"], out / "isoflop.png", tol_dex)
         names.append("isoflop.png")
-    if not fit.identifiable:
-        return names  # curves from an unidentifiable fit would be drawn nonsense
-    _loss_vs(table, fit.params, "N", "D", out / "loss_vs_N.png")
-    _loss_vs(table, fit.params, "D", "N", out / "loss_vs_D.png")
+    loss_vs_plot(table, fits, order, "N", out / "loss_vs_N.png")
+    loss_vs_plot(table, fits, order, "D", out / "loss_vs_D.png")
     names += ["loss_vs_N.png", "loss_vs_D.png"]
-    frontier_plot(table, fit, results, out / "frontier.png")
-    residuals_plot(table, fit, results["backtest"], out / "residuals.png")
-    return names + ["frontier.png", "residuals.png"]
+    if fits[head].identifiable:  # an allocation from an unidentifiable fit would be drawn nonsense
+        frontier_plot(table, fits, order, results, out / "frontier.png")
+        names.append("frontier.png")
+    residuals_plot(table, fits, order, results["backtest"], out / "residuals.png")
+    names.append("residuals.png")
+    if rollout_plot(results, order, out / "rollout.png"):
+        names.append("rollout.png")
+    return names

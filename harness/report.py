@@ -52,40 +52,72 @@ def _g(x, fmt=".4g"):
 
 
 def _ci(ci, k):
+    if k in ci and ci[k] is None:
+        return "not identified"
     return f"[{_g(ci[k][0])}, {_g(ci[k][1])}]" if k in ci else "–"
 
 
-def _parametric_md(p: dict) -> list[str]:
-    lines = ["## Approach 3: L(N, D) = E + A/N^alpha + B/D^beta", ""]
-    if not p["identifiable"]:
-        lines += ["**Not identifiable:** D/N barely varies, so alpha and beta cannot be "
-                  "separated. The values below are one of many equally good fits; do not use "
-                  "them.", ""]
+FORMULAS = {"chinchilla": "L = E + A/N^alpha + B/D^beta",
+            "kaplan": "L = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D",
+            "datacon": "L = E + A/N^alpha + B/D'^beta, D' = U + U R_D (1 - exp(-(D/U - 1)/R_D))"}
+
+
+def _forms_md(results: dict) -> list[str]:
+    choice = results["model_choice"]
+    lines = ["## Law forms, ranked by held-out error", "",
+             f"Headline numbers below use **{choice['headline']}**: {choice['why']}.", "",
+             "| form | parameters (95 % CI) | AIC | BIC | rollout mean \\|err\\| | ≤ 0.5 dex | 0.5–1 dex "
+             "| > 1 dex |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in choice["ranking"]:
+        sec = results["forms"][row["form"]]
+        params = "; ".join(f"{k} {_g(v)} {_ci(sec['ci95'], k)}" for k, v in sec["params"].items())
+        ro = sec.get("rollout", {})
+        bins = [_pct(b["mean_abs_rel_error"]) + f" (n={b['n']})" for b in ro.get("by_distance", [])] or ["–"] * 3
+        lines.append(f"| {row['form']} | {params} | {_g(sec['aic'], '.1f')} | {_g(sec['bic'], '.1f')} | "
+                     f"{_pct(ro.get('mean_abs_rel_error'))} | " + " | ".join(bins) + " |")
+    lines += ["", f"Rollout: {choice['criterion']}. Distance = log10(C / largest fitted C). A parameter is "
+              "\"not identified\" when its bootstrap interval reaches the edge of the search box (it runs "
+              "off to infinity or zero) or a scale spans more than 6 decades.", ""]
+    for label, why in results.get("forms_skipped", {}).items():
+        lines.append(f"- {label} not fitted: {why}")
+    return lines + [""]
+
+
+def _pct(x):
+    return "–" if x is None else f"{x:.2%}"
+
+
+def _headline_md(sec: dict, label: str) -> list[str]:
+    lines = [f"## Headline law: {label}", "", f"{FORMULAS.get(sec['form'], '')}", ""]
+    if not sec["identifiable"]:
+        lines += ["**Not identifiable:** D/N barely varies, so the N and D terms cannot be "
+                  "separated. The values below are one of many equally good fits; do not use them.", ""]
     lines += ["| param | estimate | SE | 95 % CI |", "|---|---|---|---|"]
-    lines += [f"| {k} | {_g(p[k])} | {_g(p['stderr'].get(k))} | {_ci(p['ci95'], k)} |"
-              for k in PARAMS]
-    c = p["convergence"]
-    lines += ["", f"Objective {p['loss']}: {p['objective']:.6g}; converged: {c['converged']} "
-              f"({c['message']}, {c['n_iter']} iterations, best of {c['n_starts']} starts); "
-              f"bootstrap: {p['n_bootstrap']} resamples, {p['n_bootstrap_failed']} dropped.", ""]
+    lines += [f"| {k} | {_g(v)} | {_g(sec['stderr'].get(k))} | {_ci(sec['ci95'], k)} |"
+              for k, v in sec["params"].items()]
+    c = sec["convergence"]
+    lines += ["", f"Objective {sec['loss']}: {sec['objective']:.6g}; residual rms {sec['residual_rms']:.3%}; "
+              f"converged: {c['converged']} ({c['message']}, {c['n_iter']} iterations, best of {c['n_starts']} "
+              f"starts); bootstrap: {sec['n_bootstrap']} resamples, {sec['n_bootstrap_failed']} dropped.", ""]
     return lines
 
 
 def _compute_optimal_md(co: dict | None) -> list[str]:
     if not co:
-        return ["## Compute-optimal allocation", "", "Not reported (parametric fit not "
-                "identifiable).", ""]
-    lines = ["## Compute-optimal allocation (approach 3)", "",
-             f"N*(C) = G (C/6)^a, D*(C) = (C/6)^b / G with a = {_g(co['a'])} "
-             f"(95 % CI {_ci(co['ci95'], 'a')}), b = {_g(co['b'])} "
-             f"(95 % CI {_ci(co['ci95'], 'b')}), G = {_g(co['G'])}.", "",
-             "| C | N* | 95 % CI | D* | 95 % CI | D*/N* | 95 % CI |",
-             "|---|---|---|---|---|---|---|"]
+        return ["## Compute-optimal allocation", "", "Not reported (the law is not identifiable).", ""]
+    lines = [f"## Compute-optimal allocation ({co['form']})", "",
+             f"N\\*(C) ∝ C^a, D\\*(C) ∝ C^b with a = {_g(co.get('a'))} (95 % CI {_ci(co['ci95'], 'a')}), "
+             f"b = {_g(co.get('b'))} (95 % CI {_ci(co['ci95'], 'b')}). A budget beyond the largest fitted "
+             "C is a projection, labelled with its distance.", "",
+             "| C | measured or projected | N* | 95 % CI | D* | 95 % CI | D*/N* | L* | 95 % CI |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for b in co["budgets"]:
         ci = b.get("ci95", {})
-        lines.append(f"| {_g(b['C'], '.3g')} | {_g(b['N_opt'])} | {_ci(ci, 'N_opt')} | "
+        where = "measured range" if b["projection_dex"] <= 0.01 else f"projection, +{b['projection_dex']:.1f} dex"
+        lines.append(f"| {_g(b['C'], '.3g')} | {where} | {_g(b['N_opt'])} | {_ci(ci, 'N_opt')} | "
                      f"{_g(b['D_opt'])} | {_ci(ci, 'D_opt')} | {_g(b['tokens_per_param'])} | "
-                     f"{_ci(ci, 'tokens_per_param')} |")
+                     f"{_g(b['loss_opt'])} | {_ci(ci, 'loss_opt')} |")
     return lines + [""]
 
 
@@ -115,22 +147,45 @@ def _backtest_md(bt: dict) -> list[str]:
     lines = ["## Back-test", ""]
     if "skipped" in bt:
         return lines + [f"Skipped: {bt['skipped']}.", ""]
-    lines += [f"Fitted approach 3 on the {bt['n_train']} cheapest runs (C <= "
-              f"{_g(bt['C_cut'], '.3g')}), predicted the {bt['n_holdout']} most expensive: mean "
-              f"|relative error| {bt['mean_abs_rel_error']:.2%}, max "
-              f"{bt['max_abs_rel_error']:.2%}.", "",
-              "| N | D | C | loss | predicted | rel. error |", "|---|---|---|---|---|---|"]
-    lines += [f"| {_g(p['N'])} | {_g(p['D'])} | {_g(p['C'], '.3g')} | {_g(p['loss'])} | "
-              f"{_g(p['pred'])} | {p['rel_error']:+.2%} |" for p in bt["points"]]
+    lines += [f"Fitted {bt['form']} on the {bt['n_train']} cheapest runs (C <= {_g(bt['C_cut'], '.3g')}), "
+              f"predicted the {bt['n_holdout']} most expensive: mean |relative error| "
+              f"{bt['mean_abs_rel_error']:.2%}, max {bt['max_abs_rel_error']:.2%}; "
+              f"{bt['inside_pi95']} of {bt['n_holdout']} inside their 95 % prediction interval "
+              "(parameter bootstrap plus residual noise).", "",
+              "| N | D | C | beyond fitted C | loss | predicted | 95 % PI | rel. error |",
+              "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {_g(p['N'])} | {_g(p['D'])} | {_g(p['C'], '.3g')} | +{p['projection_dex']:.2f} dex | "
+              f"{_g(p['loss'])} | {_g(p['pred'])} | [{_g(p['pi95'][0])}, {_g(p['pi95'][1])}] | "
+              f"{p['rel_error']:+.2%} |" for p in bt["points"]]
     return lines + [""]
 
 
-def _published_md(pub: dict, fit: dict, co: dict | None) -> list[str]:
+def _groups_md(gr: dict | None) -> list[str]:
+    if not gr:
+        return []
+    names = list(next(iter(gr["laws"].values()))["params"])
+    lines = [f"## Groups side by side: {gr['column']} ({gr['form']})", "",
+             "| group | runs | " + " | ".join(names) + f" | L* at C={_g(gr['C_ref'], '.3g')} |",
+             "|---|---|" + "---|" * (len(names) + 1)]
+    for g, law in gr["laws"].items():
+        vals = " | ".join(f"{_g(v)} {_ci(law['ci95'], k)}" for k, v in law["params"].items())
+        lines.append(f"| {g} | {law['n_points']} | {vals} | {_g(law['loss_opt_at_C_ref'])} |")
+    lines += ["", f"Differences ({gr['test']}):", "", "| difference | quantity | median | 95 % CI | p |",
+              "|---|---|---|---|---|"]
+    for name, diff in gr["differences"].items():
+        for k, d in diff.items():
+            if "ci95" in d:
+                lines.append(f"| {name} | {k} | {_g(d['median'])} | [{_g(d['ci95'][0])}, {_g(d['ci95'][1])}] | "
+                             f"{_g(d['p_value'], '.3f')} |")
+    return lines + [""]
+
+
+def _published_md(pub: dict, fit: dict) -> list[str]:
+    a = fit["params"]["beta"] / (fit["params"]["alpha"] + fit["params"]["beta"])
     lines = ["## Published laws, side by side", "",
              "| law | E | A | B | alpha | beta | a | log-loss RMSE here |",
              "|---|---|---|---|---|---|---|---|",
-             f"| this fit | {' | '.join(_g(fit[k]) for k in PARAMS)} | "
-             f"{_g(co['a'] if co else None)} | – |"]
+             f"| this fit (chinchilla form) | {' | '.join(_g(fit[k]) for k in PARAMS)} | {_g(a)} | – |"]
     for v in pub.values():
         vals = " | ".join(_g(v.get(k)) for k in PARAMS)
         lines.append(f"| {v['name']} | {vals} | {_g(v.get('a'))} | "
@@ -147,12 +202,15 @@ def write_markdown(results: dict, figures: list[str], command: str, path: Path) 
              f"{len(prov['excluded'])} runs excluded.", ""]
     if results["warnings"]:
         lines += ["## Warnings", ""] + [f"- {w}" for w in results["warnings"]] + [""]
-    lines += _parametric_md(results["parametric"])
+    lines += _forms_md(results)
+    head = results["model_choice"]["headline"]
+    lines += _headline_md(results["forms"][head], head)
     lines += _compute_optimal_md(results["compute_optimal"])
+    lines += _groups_md(results.get("groups"))
     lines += _isoflop_md(results["isoflop"], results["envelope"], results["kaplan"])
     lines += _backtest_md(results["backtest"])
-    lines += _published_md(results["published"], results["parametric"],
-                           results["compute_optimal"])
+    if results.get("parametric"):
+        lines += _published_md(results["published"], results["parametric"])
     lines += ["## Figures", ""] + [f"![{f}]({f})" for f in figures] + [""]
     if prov["excluded"]:
         lines += ["## Excluded runs", ""]

@@ -159,6 +159,87 @@ def test_wandb_project_through_recorded_api():
     assert {e["run_id"]: e["status"] for e in excluded} == {"b1": "diverged", "c1": "crashed"}
 
 
+# Where other people's runs keep N, D and loss (harness-fit col_N= ..., harness/mapping.py).
+CHINCHILLA = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}  # Hoffmann et al. 2022
+
+
+def chinchilla_loss(N, D, rng):
+    p = CHINCHILLA
+    law = p["E"] + p["A"] / N ** p["alpha"] + p["B"] / D ** p["beta"]
+    return float(law * np.exp(rng.normal(0, 0.005)))  # ~0.5 % noise, like seed-to-seed spread
+
+
+def test_plain_wandb_offline_runs_fit_through_a_column_mapping(tmp_path):
+    """The issue: runs from a plain wandb script (config N, D; logged val/loss), no harness record."""
+    wandb = pytest.importorskip("wandb")
+    rng, logged = np.random.default_rng(0), {}
+    for N in (1e6, 4e6, 1.6e7, 6.4e7):
+        for D in (2e7, 8e7, 3.2e8, 1.28e9):
+            run = wandb.init(mode="offline", dir=tmp_path, project="plain", config={"N": N, "D": D})
+            for loss in (9.0, chinchilla_loss(N, D, rng)):  # an early eval, then the final one
+                run.log({"val/loss": loss})
+            log = run.settings.sync_file
+            run.finish()
+            assert wait_complete(log)  # finish() can return before the last block is flushed
+            logged[(N, D)] = loss
+    with pytest.raises(HarnessError, match=r"col_N=config\.KEY or summary\.KEY"):
+        fit_table(collect(str(tmp_path))[0])  # without a mapping: N is in the config, not the summary
+    runs, _ = collect(str(tmp_path), columns={"N": "config.N", "D": "config.D", "loss": "summary.val/loss"})
+    table, excluded = fit_table(runs, "total")
+    assert len(table) == 16 and not excluded and set(table["status"]) == {"finished"}
+    assert {(n, d): loss for n, d, loss in zip(table["N"], table["D"], table["loss"])} == logged
+    assert np.allclose(table["C"], 6 * table["N"] * table["D"]) and table["N_nonembed"].isna().all()
+
+
+def api_run(run_id, config, summary, state="finished"):
+    return {"id": run_id, "state": state, "group": "g", "config": config, "summary": summary}
+
+
+def test_wandb_project_column_mapping_reads_config_and_summary():
+    rng = np.random.default_rng(1)
+    grid = [(1e6, 2e7), (4e6, 2e7), (4e6, 8e7)]
+    runs = [api_run(f"r{i}", {"model": {"n_params": N}, "tokens": D},
+                    {"eval/loss": chinchilla_loss(N, D, rng), "tokens": 1.0, "flops": 6 * N * D})
+            for i, (N, D) in enumerate(grid)]
+    runs.append(api_run("x", {"model": {"n_params": 1e6}, "tokens": 2e7}, {"eval/loss": 3.0}, "crashed"))
+    runs_table, _ = collect("wandb:me/p", api=FakeApi(runs), columns={
+        "N": "config.model.n_params", "D": "config.tokens", "loss": "summary.eval/loss"})
+    table, excluded = fit_table(runs_table)
+    assert sorted(zip(table["N"], table["D"])) == grid
+    assert [(e["run_id"], e["status"]) for e in excluded] == [("x", "crashed")]
+    # A bare name is the summary key first (tokens 1.0 here), then the config key.
+    bare, _ = collect("wandb:me/p", api=FakeApi(runs[:1]), columns={"N": "model.n_params", "D": "tokens",
+                                                                    "loss": "eval/loss"})
+    assert bare["D"][0] == 1.0 and bare["N_total"][0] == 1e6
+    # Only C mapped: D = C / (6 N).
+    by_C, _ = collect("wandb:me/p", api=FakeApi(runs), columns={"N": "config.model.n_params",
+                                                                "C": "summary.flops", "loss": "eval/loss"})
+    assert np.allclose(by_C["D"][:3], [D for _, D in grid])
+
+
+def test_explicit_default_columns_read_the_harness_keys_as_before():
+    """harness-fit always passes col_N=N, col_D=D, col_C=C, col_loss=loss: that is no mapping."""
+    plain, _ = collect("wandb:me/scaling", api=FakeApi(RECORDED_API_RUNS))
+    explicit, _ = collect("wandb:me/scaling", api=FakeApi(RECORDED_API_RUNS),
+                          columns={"N": "N", "D": "D", "C": "C", "loss": "loss"})
+    assert plain.equals(explicit) and plain["N_nonembed"].notna().any()
+
+
+def test_a_mapped_key_missing_from_a_run_excludes_it_by_name():
+    runs = [api_run("a", {"N": 1e6, "D": 2e7}, {"val/loss": 3.0}),
+            api_run("b", {"N": 2e6}, {"val/loss": 2.9}),
+            api_run("c", {"N": 4e6, "D": 2e7}, {"val/loss": "oops"})]
+    columns = {"N": "config.N", "D": "config.D", "loss": "summary.val/loss"}
+    table, excluded = fit_table(collect("wandb:me/p", api=FakeApi(runs), columns=columns)[0])
+    assert list(table["run_id"]) == ["a"]
+    why = {e["run_id"]: e["reason"] for e in excluded}
+    assert "no config key 'D' (col_D=config.D)" in why["b"]
+    assert "summary key 'val/loss' is 'oops', not a number" in why["c"]
+    no_N = {**columns, "N": "config.n_params"}  # a typo that no run has: one clear error, naming it
+    with pytest.raises(HarnessError, match=r"no run carries N: no config key 'n_params' \(col_N=config\.n_params\)"):
+        fit_table(collect("wandb:me/p", api=FakeApi(runs), columns=no_N)[0])
+
+
 def test_csv_default_columns_and_C_to_D(tmp_path):
     (tmp_path / "a.csv").write_text("N,D,loss\n1e6,2e7,3.0\n2e6,4e7,2.8\n")
     (tmp_path / "b.csv").write_text("N,C,loss\n1e6,1.2e14,3.0\n")

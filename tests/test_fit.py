@@ -4,20 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from harness import forms
 from harness.analysis import analyse
 from harness.backtest import backtest
 from harness.errors import HarnessError
-from harness.fit import (
-    PARAMS,
-    bootstrap,
-    compute_optimal,
-    fit_parametric,
-    huber_objective,
-    identifiable,
-    predict,
-    summarise,
-    to_theta,
-)
+from harness.fit import PARAMS, _columns, bootstrap, compute_optimal, fit_parametric, identifiable, predict, summarise
 from harness.isoflop import envelope, group_budgets, isoflop, isoflop_bootstrap, kaplan_laws
 
 TRUE_LAWS = [  # spans the published range: Hoffmann-like, Epoch-like, steep-N / shallow-D
@@ -58,18 +49,6 @@ def test_noise_free_fit_is_exact():
         assert fit.params[k] == pytest.approx(p[k], rel=1e-4)
 
 
-def test_analytic_gradient_matches_finite_differences():
-    N, D, L = grid_points(TRUE_LAWS[0], noise=0.01, seed=2)
-    theta = to_theta(TRUE_LAWS[0]) + 0.05
-    w = np.random.default_rng(0).integers(0, 3, N.size).astype(float)
-    args = (np.log(N), np.log(D), np.log(L), w)
-    f, g = huber_objective(theta, *args)
-    h = 1e-7
-    fd = [(huber_objective(theta + h * e, *args)[0] - huber_objective(theta - h * e, *args)[0])
-          / (2 * h) for e in np.eye(5)]
-    np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-9)
-
-
 def test_bootstrap_intervals_cover_truth_and_are_seeded():
     p = TRUE_LAWS[0]
     N, D, L = grid_points(p, noise=0.01, seed=3)
@@ -105,11 +84,12 @@ def test_fixed_tokens_per_param_is_flagged_unidentifiable():
     L = predict(p, N, D)
     assert not identifiable(N, D)
     table = pd.DataFrame({"N": N, "D": D, "C": 6 * N * D, "loss": L})
-    results, fit = analyse(table, n_bootstrap=20)
+    results, fits = analyse(table, n_bootstrap=20)
     assert not results["parametric"]["identifiable"]
     assert results["compute_optimal"] is None
     assert any("not separately identifiable" in w for w in results["warnings"])
     assert "kaplan" in results and results["backtest"]  # the sound parts still run
+    assert results["model_choice"]["headline"] in fits
 
 
 def isoflop_design(p, budgets=(1e18, 1e19, 1e20, 1e21), n=9, noise=0.002, seed=0, spread_dex=0.75):
@@ -165,10 +145,13 @@ def test_envelope_is_monotone_frontier():
 
 def test_backtest_predicts_held_out_runs():
     N, D, L = grid_points(TRUE_LAWS[1], noise=0.002, seed=4)
-    bt = backtest(N, D, L, 6 * N * D, holdout=5)
+    X = _columns(N, D)
+    bt = backtest(forms.CHINCHILLA, X, L, 6 * N * D, holdout=5, n_bootstrap=100)
     assert bt["n_holdout"] == 5 and len(bt["points"]) == 5
     assert bt["max_abs_rel_error"] < 0.02
-    assert "skipped" in backtest(N[:8], D[:8], L[:8], 6 * N[:8] * D[:8], holdout=4)
+    assert all(p["pi95"][0] < p["pred"] < p["pi95"][1] and p["projection_dex"] >= 0 for p in bt["points"])
+    X8 = _columns(N[:8], D[:8])
+    assert "skipped" in backtest(forms.CHINCHILLA, X8, L[:8], 6 * N[:8] * D[:8], holdout=4)
 
 
 def test_bootstrap_interval_is_unbounded_when_refits_run_off_to_infinity():

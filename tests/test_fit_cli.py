@@ -51,7 +51,7 @@ def test_fit_json_contract_and_report(isoflop_csv, tmp_path, capsys):
     assert iso["a"] == pytest.approx(LAW["beta"] / (LAW["alpha"] + LAW["beta"]), abs=0.05)
     co = fit["compute_optimal"]
     assert [b["C"] for b in co["budgets"]] == [1e22, 1e23]
-    assert set(co["budgets"][0]["ci95"]) == {"N_opt", "D_opt", "tokens_per_param"}
+    assert set(co["budgets"][0]["ci95"]) == {"N_opt", "D_opt", "tokens_per_param", "loss_opt"}
     assert fit["backtest"]["n_holdout"] == 3 and len(fit["backtest"]["points"]) == 3
     prov = fit["provenance"]
     assert len(prov["input_runs"]) == 28 and prov["conventions"]["N"] == "total"
@@ -194,3 +194,15 @@ def test_every_excluded_run_is_named_with_its_reason_on_one_line(tmp_path, capsy
     assert any(record["run_id"] in ln and "status running" in ln for ln in excluded)
     assert any("abc" in ln and "no exit record" in ln for ln in excluded)
     assert json.loads((tmp_path / "out" / "fit.json").read_text())["n_points"] == 15
+
+
+def test_the_printed_command_parses_back_to_the_same_options():
+    import shlex
+
+    from harness.cli_fit import command_line, parse_args
+
+    cfg = parse_args(["runs=a b.csv", "out=o", "E=1.9", "tie=true", "forms=[chinchilla,kaplan]", "col_N=Model Size",
+                      "budgets=[1e20,1e21]", "group_by=arch"])
+    again = parse_args(shlex.split(command_line(cfg))[1:])
+    assert again == cfg and again.E == 1.9 and again.forms == ["chinchilla", "kaplan"]
+    assert parse_args(shlex.split(command_line(parse_args(["runs=x", "out=y"])))[1:]).E is None

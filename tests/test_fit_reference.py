@@ -1,8 +1,11 @@
 """Reproduce Besiroglu et al. (2024)'s Chinchilla approach-3 fit from their extracted data.
 
-Published values and SEs: shared/reference/README.md, section 1. Tolerances come from the task
-(alpha, beta 0.003; E 0.005; A, B 5 %); they are not tuned to this implementation."""
+The data ship in tests/data (source, licence and sha256 in tests/data/README.md), so a missing
+file fails these tests instead of skipping them. Tolerances come from the task (alpha, beta 0.003;
+E 0.005; A, B 5 %); they are not tuned to this implementation."""
 
+import hashlib
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -10,15 +13,19 @@ import pytest
 
 from harness.fit import bootstrap, compute_optimal, fit_parametric
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-CSV = REFERENCE / "chinchilla_epoch.csv"
+DATA = Path(__file__).resolve().parent / "data"
+CSV = DATA / "chinchilla_epoch.csv"
 EPOCH = {"A": 482.01, "B": 2085.43, "E": 1.8172, "alpha": 0.3478, "beta": 0.3658}
 EPOCH_SE = {"A": 124.52, "B": 1293.28, "E": 0.02566, "alpha": 0.01540, "beta": 0.02060}
 EPOCH_CI = {"A": (285.214, 743.626), "B": (1042.357, 5810.344), "E": (1.769, 1.871),
             "alpha": (0.317, 0.373), "beta": (0.331, 0.415)}
 
-pytestmark = pytest.mark.skipif(not CSV.exists(), reason=f"reference data not found at {CSV} "
-                                "(expects shared/ beside the repository)")
+
+def test_csv_matches_the_sha256_in_its_readme():
+    """The README's provenance only holds for the exact upstream bytes."""
+    readme = (DATA / "README.md").read_text()
+    published = re.search(r"\*\*sha256:\*\* `([0-9a-f]{64})`", readme).group(1)
+    assert hashlib.sha256(CSV.read_bytes()).hexdigest() == published
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,9 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "harness"
 # The analysis side and everything the planner and the fitter load: must never import torch.
-TORCH_FREE = {"config", "errors", "data", "accounting", "hparams", "schedule", "spec", "records", "lock", "plan",
-              "wandb_log", "collect", "fit", "isoflop", "backtest", "laws", "analysis", "plots", "report",
+TORCH_FREE = {"config", "errors", "data", "forms", "groups", "accounting", "hparams", "schedule", "spec", "records",
+              "lock", "plan",
+              "wandb_log", "mapping", "collect", "fit", "isoflop", "backtest", "laws", "analysis", "plots", "report",
               "cli_fit", "sweep"}
 
 
