@@ -88,8 +88,10 @@ def parse_args(argv: list[str]) -> FitConfig:
 
 
 def command_line(cfg: FitConfig) -> str:
-    """The exact command that reproduces this report (every option spelled out)."""
-    args = [f"{k}={_value(v)}" for k, v in asdict(cfg).items()]
+    """The exact command that reproduces this report: runs, out and every option that differs from
+    its default (the defaults are the code's, pinned by the git revision in fit.json)."""
+    default = asdict(FitConfig())
+    args = [f"{k}={_value(v)}" for k, v in asdict(cfg).items() if k in ("runs", "out") or v != default[k]]
     return "harness-fit " + " ".join(shlex.quote(a) for a in args)
 
 

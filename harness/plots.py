@@ -23,6 +23,9 @@ GROUP_TOL_DEX = 0.01  # runs whose D (or N) differ by < ~2 % (rounding to whole 
 MARKERS = "o^sDvP*X"
 
 
+MAX_CURVES = 10  # groups drawn with a curve and a legend entry per panel
+
+
 def _fmt(v: float) -> str:
     m, e = f"{v:.1e}".split("e")
     return f"{m}e{int(e)}"  # 3.0e6, not 3.0e+06
@@ -75,14 +78,22 @@ def loss_vs_plot(table, fits, order, along, path):
     per = "D" if along == "N" else "N"
     x, other, L = (table[k].to_numpy(float) for k in (along, per, "loss"))
     groups = value_groups(other, per)
-    colors = plt.cm.viridis(np.linspace(0, 0.9, len(groups)))
+    # a design with many distinct D (IsoFLOP, extracted data) draws curves for MAX_CURVES groups
+    # spread over the range, the other runs as grey points: readable, and cheap to render
+    shown = set(np.linspace(0, len(groups) - 1, min(len(groups), MAX_CURVES)).round().astype(int))
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(shown)))
     span = (x.min() / 10**0.1, x.max() * 10**0.1)
     fig, axes = plt.subplots(1, len(order), figsize=(1.5 + 4.2 * len(order), 4.6), sharey=True,
                              squeeze=False, layout="constrained")
     for i, (ax, label) in enumerate(zip(axes[0], order)):
         fit = fits[label]
         U = table["U"].to_numpy(float) if "U" in fit.form.columns else None
-        for (m, text), c in zip(groups, colors):
+        palette = iter(colors)
+        for g, (m, text) in enumerate(groups):
+            if g not in shown:
+                ax.scatter(x[m], L[m], s=6, color="0.75")
+                continue
+            c = next(palette)
             ax.scatter(x[m], L[m], s=14, color=c, label=text)
             if fit.identifiable:
                 xs, ys = group_curve(fit, x[m], other[m], None if U is None else U[m], along, span)
@@ -93,8 +104,9 @@ def loss_vs_plot(table, fits, order, along, path):
         ax.set(xscale="log", xlabel=along, title=title)
         ax.xaxis.set_minor_formatter(NullFormatter())  # under 2 decades they collide
     axes[0, 0].set_ylabel("loss")
-    axes[0, -1].legend(fontsize=6, ncol=1 + len(groups) // 12, loc="upper left", bbox_to_anchor=(1.02, 1))
-    fig.suptitle(f"Loss vs {along} per {per} (lines: each form's fit through the runs' own N, D)", fontsize=9)
+    axes[0, -1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1))
+    more = f"; curves for {len(shown)} of {len(groups)} {per} groups, the rest grey" if len(shown) < len(groups) else ""
+    fig.suptitle(f"Loss vs {along} per {per} (lines: each form's fit through the runs' own N, D{more})", fontsize=9)
     _save(fig, path)
 
 

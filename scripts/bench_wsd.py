@@ -59,9 +59,11 @@ def wsd_grid(sizes, budgets, out: Path) -> dict:
 
 def fit(runs: Path, out: Path, n_bootstrap: int) -> dict:
     res = fit_run(FitConfig(runs=str(runs), out=str(out), n_convention="nonembed", n_bootstrap=n_bootstrap))
-    p = res["parametric"]
-    return {k: {"value": p[k], "ci95": p["ci95"][k]} for k in ("E", "A", "B", "alpha", "beta")} | {
-        "backtest_max_abs_rel_error": res["backtest"].get("max_abs_rel_error"), "n_points": res["n_points"]}
+    forms = {label: {"params": s["params"], "ci95": s["ci95"],
+                     "rollout_mean_abs_rel_error": s["rollout"].get("mean_abs_rel_error")}
+             for label, s in res["forms"].items()}
+    return {"forms": forms, "headline": res["model_choice"]["headline"],
+            "backtest_max_abs_rel_error": res["backtest"].get("max_abs_rel_error"), "n_points": res["n_points"]}
 
 
 def main() -> None:
@@ -70,8 +72,16 @@ def main() -> None:
     ap.add_argument("--budgets", default=BUDGETS, help="tokens per cell, comma-separated")
     ap.add_argument("--out", default="results/wsd")
     ap.add_argument("--n-bootstrap", type=int, default=1000)
+    ap.add_argument("--refit", action="store_true", help="keep the runs and timings in OUT/bench.json; refit only")
     a = ap.parse_args()
     sizes, budgets, out = a.sizes.split(","), [int(b) for b in a.budgets.split(",")], Path(a.out)
+    if a.refit:
+        result = json.loads((out / "bench.json").read_text())
+        for kind in ("cosine", "wsd"):
+            result[kind]["fit"] = fit(out / kind, out / f"fit_{kind}", a.n_bootstrap)
+        (out / "bench.json").write_text(json.dumps(result, indent=1))
+        (out / "report.md").write_text(report(result))
+        return print(report(result))
     cos, w = cosine_grid(sizes, budgets, out), wsd_grid(sizes, budgets, out)
     result = {"sizes": sizes, "budgets": budgets, "cooldown": "20% of each branch, 1-sqrt",
               "cosine": cos | {"fit": fit(out / "cosine", out / "fit_cosine", a.n_bootstrap)},
@@ -91,12 +101,25 @@ def report(r: dict) -> str:
              f"FLOPs: WSD/cosine = {r['flops_ratio_wsd_over_cosine']:.3f}; "
              f"wall time: WSD/cosine = {r['wall_ratio_wsd_over_cosine']:.3f} "
              f"({r['wsd']['wall_s']:.0f} s vs {r['cosine']['wall_s']:.0f} s)", "",
-             "| param | cosine (95% CI) | WSD (95% CI) |", "|---|---|---|"]
-    for k in ("E", "A", "B", "alpha", "beta"):
-        c, w = r["cosine"]["fit"][k], r["wsd"]["fit"][k]
-        lines.append(f"| {k} | {c['value']:.4g} [{c['ci95'][0]:.3g}, {c['ci95'][1]:.3g}] | "
-                     f"{w['value']:.4g} [{w['ci95'][0]:.3g}, {w['ci95'][1]:.3g}] |")
+             f"Fits refreshed with `python scripts/bench_wsd.py --refit` (same runs). Headline form: cosine "
+             f"{r['cosine']['fit']['headline']}, WSD {r['wsd']['fit']['headline']} (lowest rollout error).", "",
+             "| form | param | cosine (95% CI) | WSD (95% CI) |", "|---|---|---|---|"]
+    for label, c_form in r["cosine"]["fit"]["forms"].items():
+        w_form = r["wsd"]["fit"]["forms"][label]
+        for k in c_form["params"]:
+            lines.append(f"| {label} | {k} | {_cell(c_form, k)} | {_cell(w_form, k)} |")
+        lines.append(f"| {label} | rollout mean \\|err\\| | {_pct(c_form)} | {_pct(w_form)} |")
     return "\n".join(lines) + "\n"
+
+
+def _cell(form: dict, k: str) -> str:
+    ci = form["ci95"].get(k)
+    return f"{form['params'][k]:.4g} " + ("not identified" if ci is None else f"[{ci[0]:.3g}, {ci[1]:.3g}]")
+
+
+def _pct(form: dict) -> str:
+    e = form["rollout_mean_abs_rel_error"]
+    return "–" if e is None else f"{e:.2%}"
 
 
 if __name__ == "__main__":

@@ -35,10 +35,12 @@ def test_tiny_preset_gives_a_real_scaling_law(tmp_path):
     reproduce = (tmp_path / "fit" / "report.md").read_text().split("```")[1].strip().splitlines()
     assert reproduce[0] == f"harness-train -m sweep=tiny results_dir={results}"
     assert reproduce[1].startswith(f"harness-fit runs={results / 'tiny'} ")
-    p = fit["parametric"]
-    for name in ("alpha", "beta"):
-        assert 0.05 < p[name] < 1.5
-        assert p["ci95"][name][0] > 0, f"95% interval of {name} must exclude 0: {p['ci95'][name]}"
+    head = fit["forms"][fit["model_choice"]["headline"]]  # the form with the lowest held-out rollout error
+    exponents = [k for k in head["params"] if k.startswith(("alpha", "beta"))]
+    for name in exponents:
+        assert 0.05 < head["params"][name] < 1.5
+        assert head["ci95"][name] is not None, f"{name} not identified by the headline form"
+        assert head["ci95"][name][0] > 0, f"95% interval of {name} must exclude 0: {head['ci95'][name]}"
+    assert all("mean_abs_rel_error" in s["rollout"] for s in fit["forms"].values())  # every form rolled out
     assert fit["backtest"]["n_holdout"] >= 2
     assert fit["backtest"]["max_abs_rel_error"] <= 0.05  # issue 5: fitted on the cheap runs, predict the dearest
-
