@@ -43,6 +43,7 @@ class FitConfig:
     E: Optional[float] = None  # fix the floor E of chinchilla/datacon (e.g. E=1.9); null: fitted
     tie: bool = False  # tie the exponents, beta = alpha (chinchilla/datacon)
     group_by: str = ""  # fit each group of this run column separately and test the difference (e.g. arch)
+    compare: str = ""  # a reference study (its run records and fit.json, e.g. results/tiny): did this reproduce it?
 
 
 def option_help() -> dict[str, str]:
@@ -138,6 +139,8 @@ def run(cfg: FitConfig) -> dict:
     results, fits = analyse(table, n_bootstrap=cfg.n_bootstrap, seed=cfg.seed, holdout=cfg.holdout,
                             budgets=cfg.budgets, tol_dex=cfg.budget_tol_dex, form_names=cfg.forms,
                             form=None if cfg.form == "auto" else cfg.form, E=cfg.E, tie=cfg.tie)
+    if cfg.compare:
+        results["comparison"] = _compare(cfg, results, table, runs, convention)
     if cfg.group_by:
         from harness import groups
 
@@ -165,10 +168,34 @@ def run(cfg: FitConfig) -> dict:
     report.write_markdown(results, figures, command_line(cfg), out / "report.md")
     for w in results["warnings"]:
         print(f"harness-fit: warning: {w}", file=sys.stderr)
+    if "comparison" in results:
+        c = results["comparison"]
+        print(f"harness-fit: against {cfg.compare}: {c['n_matched']} cells in both, max |loss difference| "
+              f"{c['max_abs_diff'] if c['max_abs_diff'] is not None else float('nan'):.2g} nats, "
+              f"{c['n_identical']} identical")
     for e in excluded:  # a record is true or absent, and an absent one is named (records.py)
         reason = " ".join(str(e["reason"]).split())
         print(f"harness-fit: excluded {e['run_id']}: {reason}", file=sys.stderr)
     return results
+
+
+def _compare(cfg: FitConfig, results: dict, table, runs, convention: str) -> dict:
+    """Read the reference study (records + fit.json) and compare this fit's cells and law with it."""
+    import json
+
+    from harness.collect import collect, fit_table
+    from harness.compare import compare
+
+    ref = Path(cfg.compare)
+    try:
+        ref_fit = json.loads((ref / "fit.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise HarnessError(f"compare={cfg.compare}: no readable fit.json there ({exc})") from None
+    ref_runs, _ = collect(str(ref))
+    ref_table, _ = fit_table(ref_runs, convention, cfg.drop_highest, cfg.schedule)
+    envs = (runs.loc[runs["status"] == "finished", "env"].tolist(),
+            ref_runs.loc[ref_runs["status"] == "finished", "env"].tolist())
+    return {"reference": cfg.compare, **compare(table, results, ref_table, ref_fit, envs)}
 
 
 def fit_main(argv: list[str] | None = None) -> int:

@@ -160,6 +160,30 @@ def _backtest_md(bt: dict) -> list[str]:
     return lines + [""]
 
 
+def _comparison_md(cmp: dict | None) -> list[str]:
+    if not cmp:
+        return []
+    lines = [f"## Reproduction check against `{cmp['reference']}`", ""]
+    if not cmp["n_matched"]:
+        return lines + ["No cell of this run set is in the reference (cell ids differ: another preset or config).", ""]
+    lines += [f"{cmp['n_matched']} cells in both: max |loss difference| {cmp['max_abs_diff']:.2g} nats, mean "
+              f"{cmp['mean_abs_diff']:.2g}; {cmp['n_identical']} identical to the last bit. Only here: "
+              f"{len(cmp['only_new'])}; only in the reference: {len(cmp['only_reference'])}.", "",
+              f"Environments: this run set {', '.join(cmp['environments']['new'])}; reference "
+              f"{', '.join(cmp['environments']['reference'])}. A different thread count, torch build or CPU "
+              "changes the last digits of a loss (records.env_key).", "",
+              "| | form | parameters | a (N* ∝ C^a) |", "|---|---|---|---|"]
+    for who in ("new", "reference"):
+        law = cmp["laws"][who]
+        params = "; ".join(f"{k} {_g(v)}" for k, v in law["params"].items())
+        a_ci = law.get("a_ci95")
+        lines.append(f"| {'this run' if who == 'new' else 'reference'} | {law['form']} | {params} | {_g(law.get('a'))}"
+                     + (f" [{_g(a_ci[0])}, {_g(a_ci[1])}]" if a_ci else "") + " |")
+    lines += ["", "| cell | loss | reference | difference |", "|---|---|---|---|"]
+    lines += [f"| {c['cell']} | {c['loss']:.6f} | {c['reference']:.6f} | {c['diff']:+.2e} |" for c in cmp["cells"]]
+    return lines + [""]
+
+
 def _groups_md(gr: dict | None) -> list[str]:
     if not gr:
         return []
@@ -206,6 +230,7 @@ def write_markdown(results: dict, figures: list[str], command: str, path: Path) 
     head = results["model_choice"]["headline"]
     lines += _headline_md(results["forms"][head], head)
     lines += _compute_optimal_md(results["compute_optimal"])
+    lines += _comparison_md(results.get("comparison"))
     lines += _groups_md(results.get("groups"))
     lines += _isoflop_md(results["isoflop"], results["envelope"], results["kaplan"])
     lines += _backtest_md(results["backtest"])

@@ -206,3 +206,26 @@ def test_the_printed_command_parses_back_to_the_same_options():
     again = parse_args(shlex.split(command_line(cfg))[1:])
     assert again == cfg and again.E == 1.9 and again.forms == ["chinchilla", "kaplan"]
     assert parse_args(shlex.split(command_line(parse_args(["runs=x", "out=y"])))[1:]).E is None
+
+
+def test_compare_reports_per_cell_differences_against_a_reference_study(tmp_path, capsys):
+    import shutil
+
+    ref = tmp_path / "ref"
+    for sj in (ROOT / "results" / "tiny").glob("*/summary.json"):
+        shutil.copytree(sj.parent, ref / sj.parent.name)
+    shutil.copy(ROOT / "results" / "tiny" / "fit.json", ref / "fit.json")
+    cell = next(ref.glob("gpt2-50k_D6e05*"))
+    record = json.loads((cell / "summary.json").read_text())
+    record["summary"]["val/loss"] += 0.001  # the reference run of one cell came out 0.001 higher
+    (cell / "summary.json").write_text(json.dumps(record))
+    shutil.rmtree(cell / "wandb")
+    out = tmp_path / "out"
+    assert fit_main([f"runs={ROOT / 'results' / 'tiny'}", f"out={out}", f"compare={ref}", "n_bootstrap=0"]) == 0
+    c = json.loads((out / "fit.json").read_text())["comparison"]
+    assert c["n_matched"] == 16 and c["n_identical"] == 15 and c["max_abs_diff"] == pytest.approx(0.001)
+    assert c["cells"][0]["cell"] == cell.name and c["cells"][0]["diff"] == pytest.approx(-0.001)
+    assert c["laws"]["new"]["form"] == c["laws"]["reference"]["form"]
+    assert "Reproduction check against" in (out / "report.md").read_text()
+    assert "16 cells in both" in capsys.readouterr().out
+    assert fit_main([f"runs={ROOT / 'results' / 'tiny'}", f"out={out}", f"compare={tmp_path / 'nope'}"]) == 2
