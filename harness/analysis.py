@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from harness import forms
+from harness.errors import HarnessError
 from harness import isoflop as iso
 from harness.backtest import backtest, rollout
 from harness.fit import PARAMS, Fit, allocation, bootstrap_form, compute_optimal, fit_form, summarise
@@ -142,6 +143,9 @@ def fit_forms(table: pd.DataFrame, names, *, E=None, tie=False, n_bootstrap=1000
         if name == "datacon" and ("U" not in table or not (table["U"] > 0).all()):
             skipped[form.label] = "runs carry no unique-token count U (unique_train_tokens)"
             continue
+        if len(L) <= form.n_free:
+            skipped[form.label] = f"{len(L)} points cannot determine its {form.n_free} parameters"
+            continue
         X = forms.data(form, table)
         fit = fit_form(form, X, L)
         if n_bootstrap > 0 and fit.identifiable:
@@ -158,6 +162,8 @@ def analyse(table: pd.DataFrame, *, n_bootstrap=1000, seed=0, holdout=0.1, budge
     names = list(dict.fromkeys(([form] if form else []) + list(form_names)))
     fits, rollouts, skipped = fit_forms(table, names, E=E, tie=tie, n_bootstrap=n_bootstrap, seed=seed,
                                         tol_dex=tol_dex)
+    if not fits:
+        raise HarnessError("no law form can be fitted: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     sections = {label: form_section(f) for label, f in fits.items()}
     for label, r in rollouts.items():
         sections[label]["rollout"] = r
@@ -183,6 +189,7 @@ def analyse(table: pd.DataFrame, *, n_bootstrap=1000, seed=0, holdout=0.1, budge
         "envelope": iso.envelope(N, D, L, C),
         "kaplan": iso.kaplan_laws(N, D, L, C),
         "published": _published_section(N, D, L, budgets),
+        "seed_noise": seed_noise(table, head),
         "warnings": warnings,
     }
     iso_res = results["isoflop"]
@@ -190,6 +197,22 @@ def analyse(table: pd.DataFrame, *, n_bootstrap=1000, seed=0, holdout=0.1, budge
         warnings.append(f"{len(iso_res['rejected'])} IsoFLOP budget(s) rejected (minimum at the "
                         "edge of the sampled range or no minimum); see isoflop.rejected")
     return results, fits
+
+
+def seed_noise(table: pd.DataFrame, head: Fit) -> dict | None:
+    """Pooled sd of the final loss over cells trained with several seeds, beside the fit's residuals:
+    a residual much larger than seed noise is misfit (form, regime, design), not noise."""
+    rep = table[table["n_seeds"] > 1]
+    if rep.empty:
+        return None
+    dof = (rep["n_seeds"] - 1).to_numpy(float)
+    var = rep["loss_std"].to_numpy(float) ** 2
+    rel = (rep["loss_std"] / rep["loss"]).to_numpy(float) ** 2
+    return {"n_cells": int(len(rep)), "seeds": sorted({int(n) for n in rep["n_seeds"]}),
+            "pooled_sd": float(np.sqrt((dof * var).sum() / dof.sum())),
+            "pooled_rel_sd": float(np.sqrt((dof * rel).sum() / dof.sum())),
+            "fit_residual_rms": float(np.sqrt(np.mean(head.residuals ** 2))),
+            "cells": rep["cell_key"].tolist() if "cell_key" in rep else rep["cell"].tolist()}
 
 
 def _warnings(fits: dict, choice: dict, skipped: dict) -> list[str]:

@@ -139,6 +139,9 @@ def run(cfg: FitConfig) -> dict:
     results, fits = analyse(table, n_bootstrap=cfg.n_bootstrap, seed=cfg.seed, holdout=cfg.holdout,
                             budgets=cfg.budgets, tol_dex=cfg.budget_tol_dex, form_names=cfg.forms,
                             form=None if cfg.form == "auto" else cfg.form, E=cfg.E, tie=cfg.tie)
+    scored = _score_prediction(cfg, table)
+    if scored:
+        results["prediction_score"] = scored
     if cfg.compare:
         results["comparison"] = _compare(cfg, results, table, runs, convention)
     if cfg.group_by:
@@ -173,10 +176,30 @@ def run(cfg: FitConfig) -> dict:
         print(f"harness-fit: against {cfg.compare}: {c['n_matched']} cells in both, max |loss difference| "
               f"{c['max_abs_diff'] if c['max_abs_diff'] is not None else float('nan'):.2g} nats, "
               f"{c['n_identical']} identical")
+    if scored and scored["cells"]:
+        print(f"harness-fit: pre-registered prediction ({scored['created']}): mean |error| "
+              f"{scored['mean_abs_rel_error']:.2%}, {scored['n_inside_pi95']}/{len(scored['cells'])} inside "
+              "their 95 % prediction interval")
     for e in excluded:  # a record is true or absent, and an absent one is named (records.py)
         reason = " ".join(str(e["reason"]).split())
         print(f"harness-fit: excluded {e['run_id']}: {reason}", file=sys.stderr)
     return results
+
+
+def _score_prediction(cfg: FitConfig, table) -> dict | None:
+    """Score the prediction.json that harness-study wrote beside the runs (if there is one)."""
+    import json
+
+    from harness import prediction
+
+    path = Path(cfg.runs) / prediction.NAME
+    if not path.is_file():
+        return None
+    try:
+        made = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise HarnessError(f"{path}: not valid JSON ({exc})") from None
+    return prediction.score(made, table)
 
 
 def _compare(cfg: FitConfig, results: dict, table, runs, convention: str) -> dict:

@@ -255,8 +255,9 @@ def fit_table(runs: pd.DataFrame, n_convention="total", drop_highest=0, schedule
     tag = ok[group_by].astype(str).tolist() if group_by else [""] * len(ok)
     key = [k if isinstance(k, str) else f"{x}|{s}|{g}" for k, x, s, g in zip(ok["cell_key"], nd, ok["schedule"], tag)]
     ok["cell"] = [c if isinstance(c, str) else x for c, x in zip(ok["cell_id"], nd)]
+    ok["key"] = key
     table = ok.groupby(key, sort=False).agg(
-        cell=("cell", "first"),
+        cell=("cell", "first"), cell_key=("key", "first"),
         N=("N", "first"), N_total=("N_total", "first"), N_nonembed=("N_nonembed", "first"),
         D=("D", "first"), C=("C", "mean"), loss=("loss", "mean"), loss_std=("loss", "std"),
         n_seeds=("loss", "size"), epochs=("epochs", "mean"), schedule=("schedule", "first"),

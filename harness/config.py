@@ -74,6 +74,9 @@ class WandbConfig:
 @dataclass
 class SweepConfig:
     name: str = "single"  # runs go to results_dir/<name>/; also the wandb group
+    # Per-model settings a preset reads by interpolation, e.g. budget.flops: ${sweep.cells.${model.name}.top}
+    # (a Hydra sweep is a Cartesian product; this gives each size its own budgets). Not part of a cell's identity.
+    cells: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -140,7 +140,10 @@ def lm(form, X, logL, W, z0, delta=HUBER_DELTA, max_iter=300):
         # make the system singular
         floor = 1e-10 * diag.max(axis=1, keepdims=True) + 1e-300
         damp = lam[idx, None, None] * np.maximum(diag, floor)[:, :, None] * eye
-        step = np.linalg.solve(H + damp, g[..., None])[..., 0]
+        try:
+            step = np.linalg.solve(H + damp, g[..., None])[..., 0]
+        except np.linalg.LinAlgError:  # a degenerate resample (few distinct points): least-norm step
+            step = (np.linalg.pinv(H + damp) @ g[..., None])[..., 0]
         cand = np.clip(zi + step, lo, hi)
         fc = huber(logL - form.log_predict(cand, X), Wi, delta)
         better = fc <= f[idx]

@@ -13,6 +13,12 @@ from __future__ import annotations
 LR_COEF, LR_EXP = 0.3118 / 2, -0.1250
 BATCH_COEF, BATCH_EXP = 0.2920 / 4, 0.3271
 MAX_WARMUP_FRACTION = 0.25  # warmup never takes more than a quarter of the run
+# A WSD trunk warms up once for all its branches, so the cap is set by the shortest branch; a
+# quarter of it cut 50k-200k models' warmup to 0.3-0.7 N. At the tiny study's own budgets
+# (results/lr_study/table.md) standalone runs warmed up for N tokens beat the trunks' capped
+# warmup (75k: 4.520 vs 4.534; 50k: 4.489 vs 4.697 and 4.487 for two seeds), so a trunk may warm
+# up for half its shortest branch: N tokens for every size of that study.
+WSD_MAX_WARMUP_FRACTION = 0.5
 
 
 def deepseek_compute(n_nonembed: int, n_layer: int, n_ctx: int, d_model: int, tokens: float) -> float:
@@ -29,6 +35,6 @@ def batch_tokens(compute: float, ctx: int) -> int:
     return max(1, round(BATCH_COEF * compute ** BATCH_EXP / ctx)) * ctx
 
 
-def warmup_tokens(n_params: int, D: float) -> int:
+def warmup_tokens(n_params: int, D: float, max_fraction: float = MAX_WARMUP_FRACTION) -> int:
     """Porian et al. (2024): warm up for N tokens; Kaplan's fixed long warmup hurts small models."""
-    return int(min(n_params, MAX_WARMUP_FRACTION * D))
+    return int(min(n_params, max_fraction * D))

@@ -62,7 +62,8 @@ def cells_of(argv: list[str], conf_dir: Path) -> list[Row]:
             except HarnessError as e:
                 rows.append(Row(label, None, {"error": str(e)}))
                 continue
-            rows.append(Row(s.cell_id, cfg, {**s.flat(), "status": _status(s)}))
+            extra = sum(end - start for start, end in s.branches[:-1]) * s.batch_tokens if s.branches else 0
+            rows.append(Row(s.cell_id, cfg, {**s.flat(), "status": _status(s), "extra_tokens": extra}))
     return rows
 
 
@@ -89,7 +90,9 @@ def speed_model(results_dir: Path, device: str) -> tuple[tuple[float, float], st
 
 
 def seconds(values: dict, speed: tuple[float, float]) -> float:
-    return values["D"] * speed[0] + values["C_attn"] / speed[1]
+    """Estimated wall time; a WSD trunk also trains each branch's cooldown (values["extra_tokens"])."""
+    scale = 1 + values.get("extra_tokens", 0) / values["D"]
+    return scale * (values["D"] * speed[0] + values["C_attn"] / speed[1])
 
 
 def design_warnings(rows: list[Row], unique_tokens: int | None) -> list[str]:
@@ -104,8 +107,10 @@ def design_warnings(rows: list[Row], unique_tokens: int | None) -> list[str]:
                        "alpha and beta cannot be identified separately; vary D at fixed N")
     budgets: dict[float, list[int]] = {}
     for r in ok:
-        if r.cfg.budget.flops is not None:
-            budgets.setdefault(r.cfg.budget.flops, []).append(r.values["N"])
+        if r.cfg.budget.flops is not None:  # a WSD trunk is a point at each of its branches' budgets too
+            n = r.values["N_nonembed"] if r.cfg.budget.convention == "kaplan" else r.values["N"]
+            for f in {*r.cfg.branches, 1.0}:
+                budgets.setdefault(float(f"{r.cfg.budget.flops * f:.6g}"), []).append(n)
     for c, sizes in sorted(budgets.items()):
         if len(set(sizes)) < 3:
             out.append(f"IsoFLOP budget C={c:.3g} has {len(set(sizes))} sizes; a parabola needs >= 3")

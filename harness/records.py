@@ -17,6 +17,7 @@ else is excluded by name with its reason; nothing falls back to a partial log's 
 """
 from __future__ import annotations
 
+import datetime
 import json
 import os
 from pathlib import Path
@@ -26,9 +27,14 @@ DONE = ("finished", "diverged")  # terminal: a rerun would repeat the same resul
 INVALID_PREFIX = "invalid-"
 
 
+def now() -> str:
+    """UTC time to the millisecond, as records and prediction.json write it (comparable as text)."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+
+
 def new(kind: str, *, cell_id: str, sweep: str, config: dict, summary: dict, env: dict | None = None,
         run_id: str | None = None, command: str | None = None, **extra) -> dict:
-    return {"kind": kind, "status": "running", "cell_id": cell_id, "sweep": sweep, "run_id": run_id,
+    return {"kind": kind, "status": "running", "started": now(), "cell_id": cell_id, "sweep": sweep, "run_id": run_id,
             "error": None, "command": command or os.environ.get("HARNESS_COMMAND"), "config": config,
             "summary": dict(summary), "env": env or {}, "wandb_log_complete": False, **extra}
 

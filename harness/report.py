@@ -184,6 +184,34 @@ def _comparison_md(cmp: dict | None) -> list[str]:
     return lines + [""]
 
 
+def _prediction_md(ps: dict | None) -> list[str]:
+    if not ps:
+        return []
+    lines = ["## Pre-registered prediction", "",
+             f"`prediction.json` was written {ps['created']} from a {ps['form']} fit to the cells trained "
+             "before these, and before these ran."]
+    if ps["cells"]:
+        lines += [f"Scored: mean |relative error| {ps['mean_abs_rel_error']:.2%}; {ps['n_inside_pi95']} of "
+                  f"{len(ps['cells'])} inside their 95 % prediction interval.", "",
+                  "| cell | beyond fitted C | predicted | 95 % PI | measured | rel. error |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {c['cell_key']} | +{c['projection_dex']:.2f} dex | {c['predicted']:.4f} | "
+                  f"[{c['pi95'][0]:.4f}, {c['pi95'][1]:.4f}] | {c['measured']:.4f} | {c['rel_error']:+.2%} |"
+                  for c in ps["cells"]]
+    if ps["not_yet_run"]:
+        lines += ["", f"Not yet run: {', '.join(ps['not_yet_run'])}."]
+    return lines + [""]
+
+
+def _seed_noise_md(sn: dict | None) -> list[str]:
+    if not sn:
+        return []
+    return ["## Seed noise", "",
+            f"{sn['n_cells']} cells trained with {sn['seeds']} seeds: pooled sd of the final loss "
+            f"{sn['pooled_sd']:.4f} nats ({sn['pooled_rel_sd']:.2%} of the loss), against the headline "
+            f"fit's residual rms {sn['fit_residual_rms']:.2%} (log loss).", ""]
+
+
 def _groups_md(gr: dict | None) -> list[str]:
     if not gr:
         return []
@@ -230,6 +258,8 @@ def write_markdown(results: dict, figures: list[str], command: str, path: Path) 
     head = results["model_choice"]["headline"]
     lines += _headline_md(results["forms"][head], head)
     lines += _compute_optimal_md(results["compute_optimal"])
+    lines += _prediction_md(results.get("prediction_score"))
+    lines += _seed_noise_md(results.get("seed_noise"))
     lines += _comparison_md(results.get("comparison"))
     lines += _groups_md(results.get("groups"))
     lines += _isoflop_md(results["isoflop"], results["envelope"], results["kaplan"])

@@ -107,7 +107,8 @@ def resolve(cfg: Config) -> Spec:
                 directory=Path(cfg.results_dir) / cfg.sweep.name / cid, N=n, N_nonembed=n_ne,
                 flops_per_token=accounting.flops_per_token(m, V), batch_tokens=bt, steps=steps, D=D,
                 lr=cfg.optim.lr if cfg.optim.lr is not None else hparams.learning_rate(compute),
-                warmup_tokens=warmup if warmup is not None else hparams.warmup_tokens(n, shortest),
+                warmup_tokens=warmup if warmup is not None else hparams.warmup_tokens(
+                    n, shortest, hparams.WSD_MAX_WARMUP_FRACTION if cfg.branches else hparams.MAX_WARMUP_FRACTION),
                 schedule=cfg.optim.schedule)
     return dataclasses.replace(spec, branches=tuple(branch_plan(cfg, steps))) if cfg.branches else spec
 

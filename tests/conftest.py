@@ -23,8 +23,9 @@ def make_config(*overrides: str) -> Config:
 def cli(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run a console script the way a user does (via this interpreter, so no PATH assumptions)."""
     prog, rest = args[0], list(args[1:])
-    entry = {"harness-train": "train_main", "harness-plan": "plan_main"}[prog]
-    code = f"import sys; sys.argv[0] = {prog!r}; from harness.cli import {entry}; {entry}()"
+    module, entry = {"harness-train": ("cli", "train_main"), "harness-plan": ("cli", "plan_main"),
+                     "harness-study": ("study", "main"), "harness-fit": ("cli_fit", "fit_main")}[prog]
+    code = f"import sys; sys.argv[0] = {prog!r}; from harness.{module} import {entry}; sys.exit({entry}())"
     return subprocess.run([sys.executable, "-c", code, *rest], cwd=cwd, capture_output=True,
                           text=True, timeout=timeout)
 

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from harness import records
 from harness.collect import collect, fit_table
 from harness.errors import HarnessError
 from harness.fit import fit_parametric
@@ -78,23 +79,25 @@ def test_directory_reads_wandb_offline_log_and_cross_checks(tmp_path):
 
 
 def _copy_tiny(tmp_path):
-    """The committed tiny study (16 real runs with their wandb logs), copied so it can be damaged."""
+    """The committed tiny study (real runs with their wandb logs), copied so it can be damaged."""
     src = Path(__file__).resolve().parents[1] / "results" / "tiny"
     dst = tmp_path / "tiny"
-    for sj in src.glob("*/summary.json"):
-        shutil.copytree(sj.parent, dst / sj.parent.name)
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.png", "*.md"))
     return dst
 
 
 def test_a_truncated_wandb_log_never_feeds_its_step_0_loss_into_the_fit(tmp_path):
     clean = fit_table(collect(str(_copy_tiny(tmp_path / "a")))[0], n_convention="nonembed")[0]
     damaged_dir = _copy_tiny(tmp_path / "b")
-    (log,) = damaged_dir.glob("gpt2-200k_D3e06*/wandb/*/run-*.wandb")
+    runs = collect(str(damaged_dir))[0]
+    dearest = runs.loc[runs["C"].idxmax()]
+    cell = next(d for d, rec in records.iter_records(damaged_dir) if rec["cell_id"] == dearest["cell_id"])
+    (log,) = cell.glob("wandb/*/run-*.wandb")
     os.truncate(log, log.stat().st_size // 2)  # what a full disk or a killed sync leaves
     runs, warnings = collect(str(damaged_dir))
     damaged = fit_table(runs, n_convention="nonembed")[0]
-    assert len(warnings) == 1 and "incomplete" in warnings[0] and "gpt2-200k_D3e06" in warnings[0]
-    assert damaged["loss"].tolist() == clean["loss"].tolist()  # summary.json's final loss, not 7.64
+    assert len(warnings) == 1 and "incomplete" in warnings[0] and dearest["cell_id"] in warnings[0]
+    assert damaged["loss"].tolist() == clean["loss"].tolist()  # summary.json's final loss, not step 0's
     fits = [fit_parametric(t["N"], t["D"], t["loss"]).params for t in (clean, damaged)]
     assert fits[0] == fits[1]
 

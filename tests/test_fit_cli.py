@@ -1,6 +1,7 @@
 """`harness-fit`: fit.json contract, report, figures, and one-line errors with exit status 2."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -8,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness import records
 from harness.cli_fit import fit_main
+from harness.collect import collect, fit_table
 from harness.fit import predict
 
 LAW = dict(E=1.8, A=480.0, B=2000.0, alpha=0.35, beta=0.37)
@@ -174,18 +177,23 @@ def test_fit_of_own_runs_raises_no_runtime_warning(tmp_path, convention, resolve
     assert f"N convention: {resolved}" in (out / "report.md").read_text()
 
 
-def test_every_excluded_run_is_named_with_its_reason_on_one_line(tmp_path, capsys):
-    import shutil
+def _copy_tiny(dst):
+    """The committed tiny study (real runs, wandb logs and fit.json), copied so it can be changed."""
+    shutil.copytree(ROOT / "results" / "tiny", dst, ignore=shutil.ignore_patterns("*.png", "*.md"))
+    n_cells = len(fit_table(collect(str(dst))[0], n_convention="nonembed")[0])
+    single = [(d, rec) for d, rec in records.iter_records(dst)  # a cell trained with one seed only
+              if rec["summary"]["seed"] == 0 and "gpt2-50k" not in rec["cell_id"]]
+    return n_cells, single
 
+
+def test_every_excluded_run_is_named_with_its_reason_on_one_line(tmp_path, capsys):
     runs = tmp_path / "runs"
-    for sj in (ROOT / "results" / "tiny").glob("*/summary.json"):
-        shutil.copytree(sj.parent, runs / sj.parent.name)
-    crashed = next(runs.glob("gpt2-20k_D3e05*"))
-    record = json.loads((crashed / "summary.json").read_text())
+    n_cells, single = _copy_tiny(runs)
+    crashed, record = single[0]
     (crashed / "summary.json").write_text(json.dumps({**record, "status": "running"}))  # killed mid-run
     stray = runs / "other" / "run-abc.wandb"  # a log nobody finished, with no record beside it
     stray.parent.mkdir()
-    log = next((runs / "gpt2-50k_D3e05_s0_d9f67b10").glob("wandb/*/run-*.wandb"))
+    log = next(single[1][0].glob("wandb/*/run-*.wandb"))
     stray.write_bytes(log.read_bytes()[:5000])
     assert fit_main([f"runs={runs}", f"out={tmp_path / 'out'}", "n_bootstrap=0"]) == 0
     err = capsys.readouterr().err.splitlines()
@@ -193,7 +201,7 @@ def test_every_excluded_run_is_named_with_its_reason_on_one_line(tmp_path, capsy
     assert len(excluded) == 2
     assert any(record["run_id"] in ln and "status running" in ln for ln in excluded)
     assert any("abc" in ln and "no exit record" in ln for ln in excluded)
-    assert json.loads((tmp_path / "out" / "fit.json").read_text())["n_points"] == 15
+    assert json.loads((tmp_path / "out" / "fit.json").read_text())["n_points"] == n_cells - 1
 
 
 def test_the_printed_command_parses_back_to_the_same_options():
@@ -209,23 +217,19 @@ def test_the_printed_command_parses_back_to_the_same_options():
 
 
 def test_compare_reports_per_cell_differences_against_a_reference_study(tmp_path, capsys):
-    import shutil
-
     ref = tmp_path / "ref"
-    for sj in (ROOT / "results" / "tiny").glob("*/summary.json"):
-        shutil.copytree(sj.parent, ref / sj.parent.name)
-    shutil.copy(ROOT / "results" / "tiny" / "fit.json", ref / "fit.json")
-    cell = next(ref.glob("gpt2-50k_D6e05*"))
-    record = json.loads((cell / "summary.json").read_text())
+    n_cells, single = _copy_tiny(ref)
+    cell, record = single[0]
     record["summary"]["val/loss"] += 0.001  # the reference run of one cell came out 0.001 higher
     (cell / "summary.json").write_text(json.dumps(record))
     shutil.rmtree(cell / "wandb")
     out = tmp_path / "out"
     assert fit_main([f"runs={ROOT / 'results' / 'tiny'}", f"out={out}", f"compare={ref}", "n_bootstrap=0"]) == 0
     c = json.loads((out / "fit.json").read_text())["comparison"]
-    assert c["n_matched"] == 16 and c["n_identical"] == 15 and c["max_abs_diff"] == pytest.approx(0.001)
-    assert c["cells"][0]["cell"] == cell.name and c["cells"][0]["diff"] == pytest.approx(-0.001)
+    assert c["n_matched"] == n_cells and c["n_identical"] == n_cells - 1
+    assert c["max_abs_diff"] == pytest.approx(0.001)
+    assert c["cells"][0]["cell"] == record["cell_id"] and c["cells"][0]["diff"] == pytest.approx(-0.001)
     assert c["laws"]["new"]["form"] == c["laws"]["reference"]["form"]
     assert "Reproduction check against" in (out / "report.md").read_text()
-    assert "16 cells in both" in capsys.readouterr().out
+    assert f"{n_cells} cells in both" in capsys.readouterr().out
     assert fit_main([f"runs={ROOT / 'results' / 'tiny'}", f"out={out}", f"compare={tmp_path / 'nope'}"]) == 2

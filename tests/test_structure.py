@@ -10,7 +10,7 @@ PKG = Path(__file__).resolve().parents[1] / "harness"
 TORCH_FREE = {"config", "errors", "data", "forms", "groups", "accounting", "hparams", "schedule", "spec", "records",
               "lock", "plan",
               "wandb_log", "mapping", "collect", "fit", "isoflop", "backtest", "laws", "analysis", "plots", "report",
-              "cli_fit", "compare", "sweep"}
+              "cli_fit", "compare", "prediction", "study", "sweep"}
 
 
 def imports(module: str) -> set[str]:

@@ -1,0 +1,82 @@
+"""A prediction made before its check: write it from a fit, score it once the cells have run (no I/O).
+
+`harness-study` fits the cells trained so far and, before the held-out cells run, writes
+`prediction.json` with `make`; `harness-fit` finds that file beside the runs and puts `score` into
+fit.json. The file's layout is a contract other tools read:
+
+    {"created", "fitted_on": [cell keys], "form",
+     "cells": [{"cell_key", "N", "D", "C", "predicted", "pi95": [lo, hi]}, ...]}
+
+(plus, for readers: the convention of N and C, each cell's distance beyond the fitted compute, and
+the form's compute-optimal size at each held-out budget with its bootstrap interval).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from harness import forms, records
+from harness.errors import HarnessError
+from harness.fit import Fit, allocation, prediction_interval, summarise
+
+NAME = "prediction.json"
+
+
+def make(fit: Fit, table: pd.DataFrame, cells: list[dict], convention: str) -> dict:
+    """Predicted loss with a 95 % prediction interval for each cell {cell_key, N, D} not yet run.
+
+    N is under `convention` (the fit's), C = 6 N D; U (unique training tokens, for datacon) is the
+    fitted runs' own, since held-out cells train on the same corpus."""
+    fitted = set(table["cell_key"].dropna())
+    clash = sorted(c["cell_key"] for c in cells if c["cell_key"] in fitted)
+    if clash:
+        raise HarnessError(f"held-out cell(s) already among the fitted runs: {', '.join(clash)}")
+    new = pd.DataFrame({"N": [float(c["N"]) for c in cells], "D": [float(c["D"]) for c in cells]})
+    if "U" in table and table["U"].notna().all():
+        new["U"] = float(table["U"].iloc[0])
+    point, lo, hi = prediction_interval(fit, forms.data(fit.form, new))
+    c_max = float(table["C"].max())
+    out_cells = []
+    for c, p, a, b in zip(cells, point, lo, hi):
+        C = 6.0 * float(c["N"]) * float(c["D"])
+        out_cells.append({"cell_key": c["cell_key"], "N": float(c["N"]), "D": float(c["D"]), "C": C,
+                          "predicted": float(p), "pi95": [float(a), float(b)],
+                          "projection_dex": float(np.log10(C / c_max))})
+    return {"created": records.now(),
+            "fitted_on": sorted(fitted), "form": fit.form.label,
+            "convention": {"N": convention, "C": "6 N D"},
+            "fitted_compute_max": c_max, "cells": out_cells,
+            "compute_optimal": _optimum(fit, sorted({c["C"] for c in out_cells}))}
+
+
+def _optimum(fit: Fit, budgets: list[float]) -> list[dict]:
+    """The form's compute-optimal N at each held-out budget, with its bootstrap 95 % interval."""
+    point = allocation(fit, fit.z[None], budgets)
+    rows = []
+    samples = allocation(fit, fit.z_samples, budgets) if fit.z_samples is not None and len(fit.z_samples) else None
+    for j, C in enumerate(budgets):
+        row = {"C": C, "N_opt": float(point["N_opt"][0, j]), "D_opt": float(point["D_opt"][0, j]),
+               "loss_opt": float(point["loss_opt"][0, j])}
+        if samples is not None:
+            row["ci95"] = summarise({"N_opt": samples["N_opt"][:, j]})[1].get("N_opt")
+        rows.append(row)
+    return rows
+
+
+def score(prediction: dict, table: pd.DataFrame) -> dict:
+    """Each predicted cell against its measured loss (seeds averaged), where it has run."""
+    measured = dict(zip(table["cell_key"], table["loss"]))
+    rows = []
+    for c in prediction.get("cells", []):
+        if c["cell_key"] not in measured:
+            continue
+        m = float(measured[c["cell_key"]])
+        rows.append({"cell_key": c["cell_key"], "predicted": c["predicted"], "measured": m,
+                     "rel_error": (c["predicted"] - m) / m, "pi95": c["pi95"],
+                     "inside_pi95": bool(c["pi95"][0] <= m <= c["pi95"][1]),
+                     "projection_dex": c.get("projection_dex")})
+    missing = [c["cell_key"] for c in prediction.get("cells", []) if c["cell_key"] not in measured]
+    return {"created": prediction.get("created"), "form": prediction.get("form"), "cells": rows,
+            "not_yet_run": missing,
+            "mean_abs_rel_error": float(np.mean([abs(r["rel_error"]) for r in rows])) if rows else None,
+            "n_inside_pi95": sum(r["inside_pi95"] for r in rows)}

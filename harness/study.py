@@ -1,0 +1,190 @@
+"""`harness-study study=NAME`: train a study, predict its held-out cells before they run, then score.
+
+A study (conf/study/NAME.yaml) names a sweep directory and two stages of `harness-train -m` argument
+lists. The `fit` stage trains first. Then the law is fitted to those runs, and `prediction.json` is
+written beside them: each held-out cell's predicted loss with a 95 % prediction interval
+(prediction.py). Only then does the `holdout` stage train, and `harness-fit` scores the prediction
+in fit.json. A prediction is never rewritten: on a rerun the file that exists is kept, and held-out
+cells that ran before any prediction existed are refused.
+
+Runs are resumable as in harness-train: finished cells are skipped, so rerunning the command after an
+interruption continues it. This module starts processes and reads files; it never imports torch.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+USAGE = "harness-study study=NAME [results_dir=DIR] [compare=REFERENCE_DIR] [n_bootstrap=N]"
+HELP = f"""usage: {USAGE}
+
+Train a scaling study and test its law on cells it has not seen:
+  1. train the study's `fit` stage (harness-train -m, entries side by side),
+  2. fit the law to those runs and write prediction.json (predicted loss and 95 % prediction
+     interval of every held-out cell, and the compute-optimal size at their budget),
+  3. train the `holdout` stage,
+  4. harness-fit the sweep directory: fit.json and report.md score the prediction and, with
+     compare=, compare every cell and the law with a reference study.
+Everything goes to results_dir/<the study's sweep> (default results_dir=results). Rerunning resumes;
+an existing prediction.json is kept, never rewritten.
+
+studies (conf/study):
+"""
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    sweep: str  # results_dir/<sweep> holds every stage's runs
+    fit: list  # [[harness-train -m args], ...], run side by side
+    holdout: list
+
+
+def conf_dir() -> Path:
+    from harness.cli import CONF_DIR
+
+    return CONF_DIR
+
+
+def load(name: str) -> Study:
+    from omegaconf import OmegaConf
+
+    path = Path(name) if name.endswith(".yaml") else conf_dir() / "study" / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in path.parent.glob("*.yaml")))
+        raise HarnessError(f"study={name}: no {path} (studies: {known})")
+    d = OmegaConf.to_container(OmegaConf.load(path))
+    missing = [k for k in ("sweep", "fit", "holdout") if not d.get(k)]
+    if missing:
+        raise HarnessError(f"{path}: missing {', '.join(missing)}")
+    return Study(path.stem, str(d["sweep"]), [list(map(str, e)) for e in d["fit"]],
+                 [list(map(str, e)) for e in d["holdout"]])
+
+
+def parse(argv: list[str]) -> dict:
+    allowed = {"study": None, "results_dir": "results", "compare": "", "n_bootstrap": "1000"}
+    out = dict(allowed)
+    for a in argv:
+        key, eq, value = a.partition("=")
+        if not eq or key not in allowed:
+            raise HarnessError(f"unknown argument {a!r}; takes {', '.join(k + '=' for k in allowed)}")
+        out[key] = value
+    if not out["study"]:
+        raise HarnessError("missing required option: study=NAME")
+    if not out["n_bootstrap"].isdigit():
+        raise HarnessError(f"n_bootstrap={out['n_bootstrap']} is not a whole number")
+    return out
+
+
+def run_stage(label: str, entries: list[list[str]], common: list[str]) -> None:
+    """Each entry as `harness-train -m ENTRY COMMON`, all at once; fail if any fails."""
+    procs = []
+    for entry in entries:
+        cmd = [sys.executable, "-c", "from harness.cli import train_main; train_main()", "-m", *entry, *common]
+        print(f"harness-study: {label}: harness-train -m {shlex.join(entry + common)}", flush=True)
+        procs.append((entry, subprocess.Popen(cmd)))
+    failed = [(e, p.wait()) for e, p in procs]
+    failed = [(e, rc) for e, rc in failed if rc != 0]
+    if failed:
+        e, rc = failed[0]
+        raise HarnessError(f"{label} stage: `harness-train -m {shlex.join(e + common)}` exited {rc} "
+                           "(finished cells are kept; rerun to resume)")
+
+
+def held_out_cells(study: Study, common: list[str]) -> list:
+    """Every cell of the holdout stage as harness-train will resolve it (plan.cells_of: no torch)."""
+    from harness import plan
+
+    rows = []
+    for entry in study.holdout:
+        for r in plan.cells_of([*entry, *common], conf_dir()):
+            if r.cfg is None:
+                raise HarnessError(f"held-out cell {r.cell} is invalid: {r.values['error']}")
+            rows.append(r)
+    return rows
+
+
+def predict(sweep_dir: Path, held: list, n_bootstrap: int) -> dict:
+    """Fit the runs in sweep_dir (harness-fit's defaults) and predict the held-out cells."""
+    from harness import prediction, records
+    from harness.analysis import analyse
+    from harness.cli_fit import resolve_convention
+    from harness.collect import collect, fit_table
+
+    ran = [r.cell for r in held if records.read(sweep_dir / r.cell)]
+    if ran:
+        raise HarnessError(f"held-out cell(s) {', '.join(ran)} already ran but {sweep_dir / prediction.NAME} "
+                           "does not exist: a prediction must be written before its check; remove those "
+                           "cells' directories to pre-register one")
+    runs, _ = collect(str(sweep_dir))
+    convention = resolve_convention(runs, "auto")
+    table, _ = fit_table(runs, convention)
+    results, fits = analyse(table, n_bootstrap=n_bootstrap)
+    head = fits[results["model_choice"]["headline"]]
+    n_key = "N_nonembed" if convention == "nonembed" else "N"
+    cells = [{"cell_key": r.values["cell_key"], "N": r.values[n_key], "D": r.values["D"]} for r in held]
+    out = prediction.make(head, table, cells, convention)
+    out["why_form"] = results["model_choice"]["why"]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if {"-h", "--help"} & set(argv):
+        studies = sorted((conf_dir() / "study").glob("*.yaml"))
+        print(HELP + "\n".join(f"  study={p.stem}" for p in studies))
+        return 0
+    try:
+        return _main(argv)
+    except HarnessError as e:
+        print(f"harness-study: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str]) -> int:
+    from harness import prediction
+    from harness.cli_fit import fit_main
+
+    args = parse(argv)
+    study = load(args["study"])
+    common = [f"results_dir={args['results_dir']}"]
+    sweep_dir = Path(args["results_dir"]) / study.sweep
+    os.environ["HARNESS_COMMAND"] = shlex.join(["harness-study", *argv])  # recorded with every run
+    held = held_out_cells(study, common)  # resolved first: a bad holdout stage fails before any training
+    t0 = time.time()
+    run_stage("fit", study.fit, common)
+    path = sweep_dir / prediction.NAME
+    if path.exists():
+        made = json.loads(path.read_text())
+        print(f"harness-study: keeping {path} (created {made.get('created')}); it is never rewritten")
+    else:
+        made = predict(sweep_dir, held, int(args["n_bootstrap"]))
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(made, indent=2) + "\n")
+        tmp.replace(path)
+        print(f"harness-study: wrote {path} ({made['form']}, fitted on {len(made['fitted_on'])} cells) before "
+              f"training the {len(held)} held-out cells:")
+        for c in made["cells"]:
+            print(f"  {c['cell_key']}: predicted {c['predicted']:.4f} [{c['pi95'][0]:.4f}, {c['pi95'][1]:.4f}] "
+                  f"at {c['projection_dex']:+.2f} dex beyond the fitted compute")
+    run_stage("holdout", study.holdout, common)
+    fit_args = [f"runs={sweep_dir}", f"out={sweep_dir}"]
+    if args["compare"]:
+        fit_args.append(f"compare={args['compare']}")
+    if args["n_bootstrap"] != "1000":
+        fit_args.append(f"n_bootstrap={args['n_bootstrap']}")
+    rc = fit_main(fit_args)
+    print(f"harness-study: {study.name} done in {(time.time() - t0) / 60:.1f} min")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
