@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 from harness import forms
-from harness.errors import HarnessError
 from harness import isoflop as iso
 from harness.backtest import backtest, rollout
+from harness.errors import HarnessError
 from harness.fit import PARAMS, Fit, allocation, bootstrap_form, compute_optimal, fit_form, summarise
 from harness.laws import PUBLISHED
 
@@ -202,6 +202,8 @@ def analyse(table: pd.DataFrame, *, n_bootstrap=1000, seed=0, holdout=0.1, budge
 def seed_noise(table: pd.DataFrame, head: Fit) -> dict | None:
     """Pooled sd of the final loss over cells trained with several seeds, beside the fit's residuals:
     a residual much larger than seed noise is misfit (form, regime, design), not noise."""
+    if "n_seeds" not in table or "loss_std" not in table:  # a plain table: one loss per cell
+        return None
     rep = table[table["n_seeds"] > 1]
     if rep.empty:
         return None

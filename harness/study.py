@@ -49,9 +49,7 @@ class Study:
 
 
 def conf_dir() -> Path:
-    from harness.cli import CONF_DIR
-
-    return CONF_DIR
+    return Path(__file__).resolve().parents[1] / "conf"  # as harness.cli finds it (torch-free here)
 
 
 def load(name: str) -> Study:

@@ -49,11 +49,15 @@ class SweepReport(Callback):
     def _wait_for_others(sweep_dir: Path) -> None:
         """Cells this sweep skipped because another process was training them: wait for those
         processes, so that when the command returns, every cell it covers has an outcome."""
-        for cell in sorted(p.parent for p in sweep_dir.glob(f"*/{lock.NAME}")):
-            if records.is_done(records.read(cell, records.TRUNK) or records.read(cell)):
-                continue
-            print(f"sweep: waiting for {cell.name}: being trained by {lock.holder(cell / lock.NAME)}")
-            lock.CellLock(cell).acquire(wait=True).release()
+        waited = True
+        while waited:  # scan again after a wait: the other process may have started more cells meanwhile
+            waited = False
+            for cell in sorted(p.parent for p in sweep_dir.glob(f"*/{lock.NAME}")):
+                if records.is_done(records.read(cell, records.TRUNK) or records.read(cell)):
+                    continue
+                print(f"sweep: waiting for {cell.name}: being trained by {lock.holder(cell / lock.NAME)}")
+                lock.CellLock(cell).acquire(wait=True).release()  # a stale lock's file goes with it
+                waited = True
 
     @staticmethod
     def _dir(config: DictConfig) -> Path:

@@ -96,7 +96,7 @@ def test_missing_column_and_too_few_points(tmp_path, capsys):
     N = np.logspace(6, 8, 4)
     csv = write_csv(tmp_path / "b.csv", N, N * 30)
     assert fit_main([f"runs={csv}", f"out={tmp_path}"]) == 2
-    assert "cannot determine 5 parameters" in capsys.readouterr().err
+    assert "cannot determine its 5 parameters" in capsys.readouterr().err
 
 
 def test_module_entry_point_has_no_traceback(tmp_path):

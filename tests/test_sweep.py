@@ -157,8 +157,8 @@ def test_planner_expands_a_sweep_exactly_as_hydra_does(tmp_path, capsys):
     for axis in ("model=gpt2-20k,gpt2-50k", "hydra.sweeper.params.model='gpt2-20k,gpt2-50k'"):
         plan.main(["sweep=tiny", axis, f"results_dir={tmp_path}"], CONF)
         printed = capsys.readouterr().out
-        assert "8 cells (8 to run)" in printed and "gpt2-100k" not in printed
-    # Hydra refuses a sweep over its own config; the planner used to accept it and plan 8 cells
+        assert "2 cells (2 to run)" in printed and "gpt2-100k" not in printed  # one WSD trunk per size
+    # Hydra refuses a sweep over its own config; the planner used to accept it and plan its cells
     unquoted = ["sweep=tiny", "hydra.sweeper.params.model=gpt2-20k,gpt2-50k", f"results_dir={tmp_path}"]
     planned, trained = cli("harness-plan", *unquoted, cwd=tmp_path), cli("harness-train", "-m", *unquoted, cwd=tmp_path)
     assert planned.returncode == trained.returncode == 2

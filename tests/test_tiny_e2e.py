@@ -28,6 +28,9 @@ def test_tiny_study_predicts_before_it_checks_and_matches_the_reference(tmp_path
 
     iso = fit["isoflop"]  # approach 2 active on >= 4 budgets of >= 5 sizes, minima inside them
     assert len(iso["budgets"]) >= 4 and all(b["n_points"] >= 5 for b in iso["budgets"])
+    a2, a3 = iso["a"], fit["compute_optimal"]["a"]  # approaches 2 and 3 agree within their 95 % CIs
+    (lo2, hi2), (lo3, hi3) = iso["ci95"]["a"], fit["compute_optimal"]["ci95"]["a"]
+    assert lo3 <= a2 <= hi3 and lo2 <= a3 <= hi2, (a2, iso["ci95"]["a"], a3, fit["compute_optimal"]["ci95"]["a"])
     assert fit["seed_noise"]["n_cells"] >= 4
 
     pred = json.loads((sweep / "prediction.json").read_text())
