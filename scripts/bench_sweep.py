@@ -1,7 +1,7 @@
 """Aggregate throughput of a whole study, timed end to end as a user runs it (the README's main command).
 
     python scripts/bench_sweep.py                  # harness-study study=tiny into a temp dir, ~13 min
-    python scripts/bench_sweep.py --runs results/tiny --wall-s 780   # count an existing run set only
+    python scripts/bench_sweep.py --runs results/rerun/tiny --wall-s 763 --timed "..."  # count a timed run set
 
 Counts every token the study trained (WSD trunks with their cooldown branches, standalone runs) and
 divides by the wall time of the whole command (training, the prediction fit, the final fit), so
@@ -58,10 +58,11 @@ def main() -> None:
     ap.add_argument("--study", default="tiny")
     ap.add_argument("--runs", help="count this existing sweep directory instead of training")
     ap.add_argument("--wall-s", type=float, help="with --runs: the wall time that run set took")
+    ap.add_argument("--timed", help="with --runs: the command whose wall time --wall-s is")
     ap.add_argument("--out", default=str(ROOT / "results" / "bench" / f"sweep_{datetime.date.today()}.json"))
     args = ap.parse_args()
     if args.runs:
-        sweep_dir, wall, command = Path(args.runs), args.wall_s, None
+        sweep_dir, wall, command = Path(args.runs), args.wall_s, [args.timed] if args.timed else None
     else:
         tmp = Path(tempfile.mkdtemp(prefix="bench_sweep_"))
         command = ["harness-study", f"study={args.study}", f"results_dir={tmp}"]
