@@ -5,6 +5,7 @@ verified against its manifest before any step; a cell that fails is recorded as 
 """
 from __future__ import annotations
 
+import math
 import time
 
 from harness import accounting, data, loop, records, schedule, wsd
@@ -42,10 +43,22 @@ def run(cfg: Config) -> dict:
         return train_cosine(cfg, spec, corpus, device, env, base)
 
 
+# What the rules derive from a config (hparams.py, accounting.py): the cell id hashes the config,
+# not these, so a finished record is only reused while the current rules still give the same values.
+DERIVED = ("D", "steps", "batch_tokens", "lr", "warmup_tokens")
+
+
 def _done(spec: Spec, name: str, env: dict) -> dict | None:
     previous = records.read(spec.directory, name)
     if not records.is_done(previous):
         return None
+    now, then = spec.flat(), previous.get("summary", {})
+    changed = [k for k in DERIVED if k in then and not math.isclose(then[k], now[k], rel_tol=1e-12)]
+    if changed:
+        raise HarnessError(f"{spec.directory} was trained with " + ", ".join(f"{k}={then[k]:.6g}" for k in changed)
+                           + " but the current rules give " + ", ".join(f"{k}={now[k]:.6g}" for k in changed)
+                           + ": a rule changed since; move that directory away to retrain the cell, or pin "
+                           "the old values (optim.lr, optim.batch_tokens, optim.warmup_tokens)")
     note = ""
     if previous.get("env") and records.env_key(previous["env"]) != records.env_key(env):
         note = f" (under {records.env_key(previous['env'])}; now {records.env_key(env)})"

@@ -5,7 +5,7 @@ import pytest
 
 from harness import records, schedule, spec, train
 from harness.config import OptimConfig
-from harness.errors import Diverged
+from harness.errors import Diverged, HarnessError
 from harness.wandb_log import read_wandb_log
 from tests.conftest import cli
 
@@ -105,3 +105,15 @@ def test_every_command_has_help(tmp_path):
     plan_help = cli("harness-plan", "--help", cwd=tmp_path)
     assert plan_help.returncode == 0 and "usage: harness-plan" in plan_help.stdout
     assert "sweep=smoke" in plan_help.stdout and "sweep=tiny" in plan_help.stdout
+
+
+def test_a_finished_cell_from_older_rules_is_refused_not_reused(tiny):
+    """The cell id hashes the config, not what the rules derive from it: a record trained when a rule
+    gave another warmup is not this cell any more, and is never silently skipped as if it were."""
+    first = train.run(tiny)
+    directory = spec.resolve(tiny).directory
+    old = {**first, "summary": {**first["summary"], "warmup_tokens": first["summary"]["warmup_tokens"] // 2}}
+    records.write(directory, old)  # what an earlier version of hparams.warmup_tokens would have left
+    with pytest.raises(HarnessError, match=r"trained with warmup_tokens=.* current rules give warmup_tokens="):
+        train.run(tiny)
+    assert records.read(directory) == old  # the record is left as it was: nothing lost
