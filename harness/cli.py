@@ -8,15 +8,12 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from harness.config import Config, register
+from harness.config import CONF_DIR, Config, register
 from harness.errors import HarnessError
-
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 def to_config(cfg: DictConfig) -> Config:

@@ -5,9 +5,13 @@ A typo or a wrong type in conf/ or on the command line fails at compose time, be
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
+
+# conf/ lives at the top of the repository, beside the package (a checkout or `pip install -e .`).
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 @dataclass

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.config import CONF_DIR
 from harness.errors import HarnessError
 
 USAGE = "harness-study study=NAME [results_dir=DIR] [compare=REFERENCE_DIR] [n_bootstrap=N]"
@@ -48,14 +49,10 @@ class Study:
     holdout: list
 
 
-def conf_dir() -> Path:
-    return Path(__file__).resolve().parents[1] / "conf"  # as harness.cli finds it (torch-free here)
-
-
 def load(name: str) -> Study:
     from omegaconf import OmegaConf
 
-    path = Path(name) if name.endswith(".yaml") else conf_dir() / "study" / f"{name}.yaml"
+    path = Path(name) if name.endswith(".yaml") else CONF_DIR / "study" / f"{name}.yaml"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in path.parent.glob("*.yaml")))
         raise HarnessError(f"study={name}: no {path} (studies: {known})")
@@ -103,7 +100,7 @@ def held_out_cells(study: Study, common: list[str]) -> list:
 
     rows = []
     for entry in study.holdout:
-        for r in plan.cells_of([*entry, *common], conf_dir()):
+        for r in plan.cells_of([*entry, *common], CONF_DIR):
             if r.cfg is None:
                 raise HarnessError(f"held-out cell {r.cell} is invalid: {r.values['error']}")
             rows.append(r)
@@ -112,12 +109,12 @@ def held_out_cells(study: Study, common: list[str]) -> list:
 
 def predict(sweep_dir: Path, held: list, n_bootstrap: int) -> dict:
     """Fit the runs in sweep_dir (harness-fit's defaults) and predict the held-out cells."""
-    from harness import prediction, records
+    from harness import prediction
     from harness.analysis import analyse
     from harness.cli_fit import resolve_convention
     from harness.collect import collect, fit_table
 
-    ran = [r.cell for r in held if records.read(sweep_dir / r.cell)]
+    ran = [r.cell for r in held if r.values["status"] != "todo"]  # plan.cells_of read each cell's record
     if ran:
         raise HarnessError(f"held-out cell(s) {', '.join(ran)} already ran but {sweep_dir / prediction.NAME} "
                            "does not exist: a prediction must be written before its check; remove those "
@@ -137,7 +134,7 @@ def predict(sweep_dir: Path, held: list, n_bootstrap: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if {"-h", "--help"} & set(argv):
-        studies = sorted((conf_dir() / "study").glob("*.yaml"))
+        studies = sorted((CONF_DIR / "study").glob("*.yaml"))
         print(HELP + "\n".join(f"  study={p.stem}" for p in studies))
         return 0
     try:

@@ -8,14 +8,13 @@ sees off its optimum. Two runs at a time, one thread each, as the study trains.
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from harness import spec
+from harness import records, spec
 from harness.cli import compose
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,12 +40,10 @@ def train(args: list[str]) -> int:
 
 
 def main() -> None:
-    jobs = []
-    for model in SIZES:
-        rule = spec.resolve(compose(overrides(model, None))).lr
-        jobs += [(model, scale, overrides(model, rule * scale)) for scale in SCALES]
+    rule = {model: spec.resolve(compose(overrides(model, None))) for model in SIZES}  # the study's own cell
+    jobs = [overrides(model, rule[model].lr * scale) for model in SIZES for scale in SCALES]
     with ThreadPoolExecutor(2) as pool:
-        codes = list(pool.map(lambda j: train(j[2]), jobs))
+        codes = list(pool.map(train, jobs))
     if any(codes):
         sys.exit(f"lr_check: {sum(c != 0 for c in codes)} runs failed")
     lines = ["Final validation loss of each size at its top budget in the tiny study (one WSD run, "
@@ -55,15 +52,14 @@ def main() -> None:
              "| model | N_nonembed | C (6 N_nonembed D) | D | rule LR | "
              + " | ".join(f"{s:g}x" for s in SCALES) + " |",
              "|---|---|---|---|---|" + "---|" * len(SCALES)]
-    for model in SIZES:
+    for model, s in rule.items():
         losses = {}
         for scale in SCALES:
-            s = spec.resolve(compose(overrides(model, None)))
             cell = spec.resolve(compose(overrides(model, s.lr * scale)))
-            losses[scale] = json.loads((cell.directory / "summary.json").read_text())["summary"]["val/loss"]
+            losses[scale] = records.read(cell.directory)["summary"]["val/loss"]
         best = min(losses, key=losses.get)
         cols = [f"**{v:.4f}**" if k == best else f"{v:.4f}" for k, v in losses.items()]
-        lines.append(f"| {model} | {s.N_nonembed:,} | {top_budget(model):.3g} | {s.D:,} | {s.lr:.4f} | "
+        lines.append(f"| {model} | {s.N_nonembed:,} | {s.C['kaplan']:.3g} | {s.D:,} | {s.lr:.4f} | "
                      + " | ".join(cols) + " |")
     out = RESULTS / SWEEP / "table.md"
     out.write_text("\n".join(lines) + "\n")
