@@ -98,7 +98,9 @@ PLAN_HELP = """usage: harness-plan [sweep=NAME] [KEY=VALUE ...]
 
 Prints the cells `harness-train -m` would train with the same arguments (expanded by Hydra's own
 sweeper), with N, D, C (6N), D/N, epochs of the corpus, an estimated time and each cell's status,
-then design warnings. Takes exactly the overrides harness-train takes (see harness-train --help)."""
+then design warnings, then errors: cells harness-train would refuse (invalid, or repeating their data
+more than data.max_epochs times), which make it exit 1. Takes exactly the overrides harness-train
+takes (see harness-train --help)."""
 
 
 def plan_main() -> None:
@@ -109,13 +111,17 @@ def plan_main() -> None:
     from harness import plan  # registers the schema itself
 
     try:
-        plan.main(sys.argv[1:], CONF_DIR)
+        found = plan.main(sys.argv[1:], CONF_DIR)
     except HarnessError as e:
         _die("harness-plan", str(e))
     except Exception as e:  # noqa: BLE001  Hydra composition errors
         if type(e).__module__.split(".")[0] not in ("hydra", "omegaconf"):
             raise
         _die("harness-plan", one_line(e))
+    if found["errors"]:
+        print(f"harness-plan: {len(found['errors'])} cell(s) would be refused (see error: lines above)",
+              file=sys.stderr)
+        sys.exit(1)
 
 
 def _presets() -> str:

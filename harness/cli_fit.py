@@ -125,7 +125,7 @@ def resolve_convention(runs, requested: str) -> str:
 
 def run(cfg: FitConfig) -> dict:
     """Collect, fit, write fit.json, report.md and figures into cfg.out; return the results."""
-    from harness import plots, report
+    from harness import plots, repetition, report
     from harness.analysis import analyse
     from harness.collect import collect, fit_table
 
@@ -139,6 +139,9 @@ def run(cfg: FitConfig) -> dict:
     results, fits = analyse(table, n_bootstrap=cfg.n_bootstrap, seed=cfg.seed, holdout=cfg.holdout,
                             budgets=cfg.budgets, tol_dex=cfg.budget_tol_dex, form_names=cfg.forms,
                             form=None if cfg.form == "auto" else cfg.form, E=cfg.E, tie=cfg.tie)
+    datacon = next((f for f in fits.values() if f.form.name == "datacon"), None)
+    if (rep := repetition.analyse(table, datacon)) is not None:
+        results["repetition"] = rep
     scored = _score_prediction(cfg, table)
     if scored:
         results["prediction_score"] = scored

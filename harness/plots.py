@@ -241,6 +241,34 @@ def rollout_plot(results, order, path) -> bool:
     return True
 
 
+def repetition_plot(rep: dict, fit, path):
+    """Value of a repeated token vs epochs: measured per run, the datacon fit (bootstrap band), and
+    Muennighoff et al.'s R_D* = 15.4."""
+    from harness.repetition import value_of_repeats
+
+    e = np.geomspace(1.05, max(rep["max_epochs"] * 1.5, 20), 100)
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    if fit.samples is not None and len(fit.samples):
+        band = value_of_repeats(e[None], fit.samples[:, fit.form.params.index("R_D"), None])
+        ax.fill_between(e, *np.nanpercentile(band, [2.5, 97.5], axis=0), color="C0", alpha=0.2, lw=0,
+                        label="95 % bootstrap band")
+    ax.plot(e, value_of_repeats(e, rep["R_D"]), color="C0", label=f"this fit, R_D* = {rep['R_D']:.3g}")
+    ax.plot(e, value_of_repeats(e, rep["muennighoff_R_D"]), "k--", lw=1,
+            label=f"Muennighoff et al. 2023, R_D* = {rep['muennighoff_R_D']}")
+    sizes = sorted({r["N"] for r in rep["runs"]})
+    for i, n in enumerate(sizes):
+        pts = [r for r in rep["runs"] if r["N"] == n and np.isfinite(r["value_measured"])]
+        ax.plot([r["epochs"] for r in pts], [r["value_measured"] for r in pts], MARKERS[i % len(MARKERS)],
+                color=f"C{i + 1}", label=f"measured, N={_fmt(n)}")
+    ax.set_xscale("log")
+    ax.set_ylim(-0.1, 1.3)
+    ax.axhline(1, color="grey", lw=0.5)
+    ax.set_xlabel("epochs over the unique training tokens (D / U)")
+    ax.set_ylabel("value of a repeated token (fresh = 1)")
+    ax.legend(fontsize=7)
+    _save(fig, path)
+
+
 def make_all(table, fits, results, out: Path, tol_dex=0.02) -> list[str]:
     """Write every figure the data supports; returns their file names.
 
@@ -262,4 +290,8 @@ def make_all(table, fits, results, out: Path, tol_dex=0.02) -> list[str]:
     names.append("residuals.png")
     if rollout_plot(results, order, out / "rollout.png"):
         names.append("rollout.png")
+    if results.get("repetition"):
+        datacon = next(f for f in fits.values() if f.form.name == "datacon")
+        repetition_plot(results["repetition"], datacon, out / "repetition.png")
+        names.append("repetition.png")
     return names

@@ -232,6 +232,23 @@ def _groups_md(gr: dict | None) -> list[str]:
     return lines + [""]
 
 
+def _repetition_md(rep: dict | None) -> list[str]:
+    if not rep:
+        return []
+    ci = rep["ci95"] or [float("nan")] * 2
+    caps = ", ".join(f"{u:,}" for u in rep["unique_tokens"])
+    lines = ["## Repetition (datacon form)", "",
+             f"R_D* = {_g(rep['R_D'])} [{_g(ci[0])}, {_g(ci[1])}] (95 % bootstrap CI"
+             f"{', not identified' if rep['not_identified'] else ''}); Muennighoff et al. (2023) fit "
+             f"{rep['muennighoff_R_D']}. Unique training tokens U: {caps}; "
+             f"up to {rep['max_epochs']:.1f} epochs. Value of a repeated token relative to a fresh one, measured "
+             "(the fresh-data D at which the law gives the run's loss) and fitted (R* (1 - e^-R/R*) / R):", "",
+             "| cell | U | epochs | loss | value measured | value fitted |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['cell_key']} | {r['U']:,} | {r['epochs']:.2f} | {r['loss']:.4f} | {r['value_measured']:.2f} | "
+              f"{r['value_fitted']:.2f} |" for r in rep["runs"]]
+    return lines + [""]
+
+
 def _published_md(pub: dict, fit: dict) -> list[str]:
     a = fit["params"]["beta"] / (fit["params"]["alpha"] + fit["params"]["beta"])
     lines = ["## Published laws, side by side", "",
@@ -262,6 +279,7 @@ def write_markdown(results: dict, figures: list[str], command: str, path: Path) 
     lines += _seed_noise_md(results.get("seed_noise"))
     lines += _comparison_md(results.get("comparison"))
     lines += _groups_md(results.get("groups"))
+    lines += _repetition_md(results.get("repetition"))
     lines += _isoflop_md(results["isoflop"], results["envelope"], results["kaplan"])
     lines += _backtest_md(results["backtest"])
     if results.get("parametric"):

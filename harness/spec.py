@@ -13,19 +13,26 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import accounting, hparams, schedule
+from harness import accounting, data, hparams, schedule
 from harness.config import Config, to_dict
 from harness.errors import HarnessError
 
 # Fields that do not change what a run computes: excluded from its identity. The environment that
 # computes it (threads, device, torch version, dtype) is recorded instead: see records.env_key.
 NOT_IDENTITY = ("results_dir", "wandb", "device", "threads", "log_every", "sweep", "compile")
+DATA_NOT_IDENTITY = ("cache_dir", "max_epochs")  # where the cache lives; a guard, not a computation
+# Data fields added after cells were first committed: hashed only when set, so the ids of every
+# existing cell (which never set them) stay what they were.
+DATA_IDENTITY_WHEN_SET = ("path", "max_tokens", "max_train_tokens")
 
 
 def cell_id(cfg: Config, D: int) -> str:
     """Stable id from the resolved config, so reruns of a sweep find the same directories."""
     d = {k: v for k, v in to_dict(cfg).items() if k not in NOT_IDENTITY}
-    d["data"] = {k: v for k, v in d["data"].items() if k != "cache_dir"}
+    d["data"] = {k: v for k, v in d["data"].items() if k not in DATA_NOT_IDENTITY
+                 and not (k in DATA_IDENTITY_WHEN_SET and v is None)}
+    if cfg.data.source == "prepared":  # a prepared folder is the same data wherever it is mounted
+        d["data"]["path"] = data.folder_id(cfg.data)
     digest = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
     return f"{cfg.model.name}_D{D:.3g}_s{cfg.seed}_{digest}".replace("+", "")
 

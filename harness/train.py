@@ -70,6 +70,12 @@ def check_corpus(cfg: Config, spec: Spec, corpus: data.Corpus) -> None:
     """What needs the corpus: its vocabulary and one batch of its training split."""
     if corpus.vocab_size > cfg.data.vocab_size:
         raise HarnessError(f"tokenizer has {corpus.vocab_size} tokens > data.vocab_size={cfg.data.vocab_size}")
+    epochs = spec.D / corpus.train_tokens
+    if epochs > cfg.data.max_epochs:
+        raise HarnessError(f"cell {spec.cell_id}: D={spec.D:,} tokens is {epochs:.2f} epochs of its "
+                           f"{corpus.train_tokens:,} unique training tokens, over data.max_epochs="
+                           f"{cfg.data.max_epochs:g}; use more data (harness-prepare) or raise data.max_epochs "
+                           "to study repetition")
     ctx = cfg.model.n_positions
     if (corpus.train_tokens - 1) // ctx < spec.batch_tokens // ctx:
         raise HarnessError(f"{accounting.budget_name(cfg.budget)}: batches of {spec.batch_tokens:,} tokens "

@@ -158,3 +158,27 @@ def test_numeric_allocation_agrees_with_chinchillas_closed_form():
     for C in (1e18, 1e21, 1e24):
         exact = compute_optimal(**CHIN, C=C)["N_opt"]
         assert _argmin_n(forms.CHINCHILLA, z, C)[0] == pytest.approx(exact, rel=1e-3)
+
+
+def test_repetition_analysis_measures_what_the_generating_law_says_a_repeat_is_worth():
+    """The repetition study's design (3 sizes x 3 unique-token caps x 4 D) under a known law: R_D*
+    comes back inside its interval, and each run's measured value matches the law's value."""
+    from harness import repetition
+    from harness.fit import bootstrap_form
+
+    truth = {**CHIN, "R_D": 6.0}
+    rows = [(n, d, u) for n in (1e7, 3e7, 1e8) for u in (1e8, 4e8, 1.5e9) for d in (4e8, 8e8, 1.6e9, 3.2e9)]
+    N, D, U = (np.array(c, float) for c in zip(*rows))
+    X = _columns(N, D, U)
+    L = law(forms.DATACON, truth, X) * np.exp(0.002 * np.random.default_rng(1).standard_normal(N.size))
+    fit = bootstrap_form(fit_form(forms.DATACON, X, L), X, L, 200)
+    table = pd.DataFrame({"cell_key": [f"c{i}" for i in range(len(N))], "N": N, "D": D, "U": U,
+                          "epochs": D / U, "loss": L})
+    rep = repetition.analyse(table, fit)
+    lo, hi = rep["ci95"]
+    assert lo <= 6.0 <= hi and hi / lo < 4
+    assert len(rep["runs"]) == sum(D / U > 1.05) and rep["max_epochs"] == 32
+    for r in rep["runs"]:
+        if r["epochs"] >= 4:  # where repetition is visible above the noise
+            assert r["value_measured"] == pytest.approx(repetition.value_of_repeats(r["epochs"], 6.0), abs=0.15)
+    assert repetition.analyse(table[table["U"] == 1.5e9], fit) is None  # one cap and <= 2.1 epochs: no study

@@ -132,18 +132,22 @@ def test_submitit_local_twin_of_the_slurm_launcher(tmp_path):
 
 def test_planner_warns_on_a_degenerate_design(tmp_path, capsys):
     warnings = plan.main(["model=gpt2-20k,gpt2-50k,gpt2-100k", "budget.tokens_per_param=10",
-                          f"results_dir={tmp_path}"], CONF)
+                          f"results_dir={tmp_path}"], CONF)["warnings"]
     printed = capsys.readouterr().out
     assert any("cannot be identified separately" in w for w in warnings)
     assert printed.count("gpt2-") == 3 and "3 cells (3 to run)" in printed
-    good = plan.main(["sweep=grid", f"results_dir={tmp_path}"], CONF)
+    good = plan.main(["sweep=grid", f"results_dir={tmp_path}"], CONF)["warnings"]
     assert not any("identified" in w for w in good)
 
 
-def test_planner_warns_on_isoflop_edges_and_repetition(tmp_path, capsys):
-    warnings = plan.main(["sweep=isoflop", "budget.flops=1e11,1e14", f"results_dir={tmp_path}"], CONF)
-    assert sum("at the edge" in w for w in warnings) == 2
-    assert any("epochs" in w for w in warnings)
+def test_planner_warns_on_isoflop_edges_and_refuses_repetition(tmp_path, capsys):
+    found = plan.main(["sweep=isoflop", "budget.flops=3e10,1e13", f"results_dir={tmp_path}"], CONF)
+    assert sum("at the edge" in w for w in found["warnings"]) == 2
+    assert found["errors"] and all("repeats its data" in e and "data.max_epochs=4" in e for e in found["errors"])
+    assert all("_D" in e.split()[1] and "e+12" not in e for e in found["errors"])  # names each cell
+    raised = plan.main(["sweep=isoflop", "budget.flops=3e10,1e13", "data.max_epochs=40", f"results_dir={tmp_path}"],
+                       CONF)
+    assert not raised["errors"]
 
 
 def test_plan_command_line(tmp_path):
