@@ -33,6 +33,9 @@ def validate_model(m: ModelConfig, vocab_size: int) -> None:
             raise HarnessError(f"model.{key}={getattr(m, key)} must be >= 1")
     if m.n_embd % m.n_head:
         raise HarnessError(f"model.n_embd={m.n_embd} is not divisible by model.n_head={m.n_head}")
+    if m.arch == "llama" and (m.n_embd // m.n_head) % 2:  # transformers refuses it when building
+        raise HarnessError(f"model.n_embd={m.n_embd} / model.n_head={m.n_head} = {m.n_embd // m.n_head}: "
+                           "Llama's rotary embedding needs an even head dimension")
     kv = m.n_kv_head or m.n_head
     if m.n_head % kv:
         raise HarnessError(f"model.n_head={m.n_head} is not divisible by model.n_kv_head={kv}")

@@ -47,6 +47,7 @@ class Study:
     sweep: str  # results_dir/<sweep> holds every stage's runs
     fit: list  # [[harness-train -m args], ...], run side by side
     holdout: list
+    fit_args: list = ()  # extra harness-fit options for the final fit, e.g. [group_by=arch]
 
 
 def load(name: str) -> Study:
@@ -61,7 +62,7 @@ def load(name: str) -> Study:
     if missing:
         raise HarnessError(f"{path}: missing {', '.join(missing)}")
     return Study(path.stem, str(d["sweep"]), [list(map(str, e)) for e in d["fit"]],
-                 [list(map(str, e)) for e in d["holdout"]])
+                 [list(map(str, e)) for e in d["holdout"]], [str(a) for a in d.get("fit_args") or []])
 
 
 def parse(argv: list[str]) -> dict:
@@ -171,7 +172,7 @@ def _main(argv: list[str]) -> int:
             print(f"  {c['cell_key']}: predicted {c['predicted']:.4f} [{c['pi95'][0]:.4f}, {c['pi95'][1]:.4f}] "
                   f"at {c['projection_dex']:+.2f} dex beyond the fitted compute")
     run_stage("holdout", study.holdout, common)
-    fit_args = [f"runs={sweep_dir}", f"out={sweep_dir}"]
+    fit_args = [f"runs={sweep_dir}", f"out={sweep_dir}", *study.fit_args]
     if args["compare"]:
         fit_args.append(f"compare={args['compare']}")
     if args["n_bootstrap"] != "1000":

@@ -31,6 +31,23 @@ def test_analytic_count_matches_built_model(shape):
     assert n - embeddings == n_ne
 
 
+SMALL = [p.stem for p in sorted((CONF / "model").glob("*.yaml"))
+         if accounting.param_counts(ModelConfig(**yaml.safe_load(p.read_text())), 2048)[1] < 1_000_000]
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_every_ladder_config_builds_with_its_analytic_count(name):
+    """Validation catches what transformers refuses (llama-8k once had 9-dim heads, which RoPE rejects)."""
+    m = ModelConfig(**yaml.safe_load((CONF / "model" / f"{name}.yaml").read_text()))
+    accounting.validate_model(m, 2048)
+    assert model.count_params(model.build(m, 2048, seed=0)) == accounting.param_counts(m, 2048)[0]
+
+
+def test_llama_heads_must_be_even_for_rope():
+    with pytest.raises(HarnessError, match="even head dimension"):
+        accounting.validate_model(ModelConfig(arch="llama", n_embd=18, n_head=2), 2048)
+
+
 def test_ladder_spans_20k_to_100m_and_names_are_honest():
     counts = {}
     for path in sorted((CONF / "model").glob("*.yaml")):

@@ -11,6 +11,7 @@ fit:
   - [sweep=smoke, "budget.tokens=30000,60000,120000"]
 holdout:
   - [sweep=smoke, model=gpt2-50k, budget.tokens=480000]
+fit_args: [holdout=2]
 """
 CONTRACT = {"created", "fitted_on", "form", "cells"}
 CELL = {"cell_key", "N", "D", "C", "predicted", "pi95"}
@@ -36,7 +37,9 @@ def test_prediction_is_written_before_its_check_then_scored_and_never_rewritten(
     lo, hi = pred["cells"][0]["pi95"]
     assert lo < pred["cells"][0]["predicted"] < hi
 
-    score = json.loads((sweep / "fit.json").read_text())["prediction_score"]
+    fitted = json.loads((sweep / "fit.json").read_text())
+    assert fitted["provenance"]["settings"]["holdout"] == 2  # the study's fit_args reach the final fit
+    score = fitted["prediction_score"]
     [row] = score["cells"]
     assert row["measured"] == held["loss"].item() and row["inside_pi95"] == (lo <= row["measured"] <= hi)
     assert abs(score["mean_abs_rel_error"] - abs(row["predicted"] / row["measured"] - 1)) < 1e-12
