@@ -13,6 +13,7 @@ import numpy as np
 
 MUENNIGHOFF_R_D = 15.4  # Muennighoff et al. (2023), fitted R_D* (their Table/eq. 5)
 MIN_EPOCHS = 2.0  # a study of repetition needs runs that repeat their data at least this often
+MEASURE_FROM = 1.5  # epochs: below, D - U is so small that the measured value is mostly noise
 
 
 def value_of_repeats(epochs, r_star) -> np.ndarray:
@@ -26,7 +27,7 @@ def analyse(table, fit) -> dict | None:
     if fit is None or "U" not in table or table["epochs"].max() < MIN_EPOCHS or table["U"].nunique() < 2:
         return None
     p = fit.params
-    rep = table[table["epochs"] > 1.05].sort_values("epochs")
+    rep = table[table["epochs"] >= MEASURE_FROM].sort_values("epochs")
     data_term = rep["loss"].to_numpy() - p["E"] - p["A"] / rep["N"].to_numpy() ** p["alpha"]
     with np.errstate(invalid="ignore", divide="ignore"):
         d_eff = np.where(data_term > 0, (p["B"] / data_term) ** (1 / p["beta"]), np.inf)

@@ -177,7 +177,7 @@ def test_repetition_analysis_measures_what_the_generating_law_says_a_repeat_is_w
     rep = repetition.analyse(table, fit)
     lo, hi = rep["ci95"]
     assert lo <= 6.0 <= hi and hi / lo < 4
-    assert len(rep["runs"]) == sum(D / U > 1.05) and rep["max_epochs"] == 32
+    assert len(rep["runs"]) == sum(D / U >= repetition.MEASURE_FROM) and rep["max_epochs"] == 32
     for r in rep["runs"]:
         if r["epochs"] >= 4:  # where repetition is visible above the noise
             assert r["value_measured"] == pytest.approx(repetition.value_of_repeats(r["epochs"], 6.0), abs=0.15)
