@@ -108,28 +108,63 @@ def held_out_cells(study: Study, common: list[str]) -> list:
     return rows
 
 
-def predict(sweep_dir: Path, held: list, n_bootstrap: int) -> dict:
+def predict(sweep_dir: Path, held: list, n_bootstrap: int, group_by: str = "") -> dict:
     """Fit the runs in sweep_dir (harness-fit's defaults) and predict the held-out cells."""
-    from harness import prediction
-    from harness.analysis import analyse
     from harness.cli_fit import resolve_convention
     from harness.collect import collect, fit_table
+    from harness.prediction import NAME
 
     ran = [r.cell for r in held if r.values["status"] != "todo"]  # plan.cells_of read each cell's record
     if ran:
-        raise HarnessError(f"held-out cell(s) {', '.join(ran)} already ran but {sweep_dir / prediction.NAME} "
+        raise HarnessError(f"held-out cell(s) {', '.join(ran)} already ran but {sweep_dir / NAME} "
                            "does not exist: a prediction must be written before its check; remove those "
                            "cells' directories to pre-register one")
     runs, _ = collect(str(sweep_dir))
     convention = resolve_convention(runs, "auto")
-    table, _ = fit_table(runs, convention)
-    results, fits = analyse(table, n_bootstrap=n_bootstrap)
-    head = fits[results["model_choice"]["headline"]]
+    table, _ = fit_table(runs, convention, group_by=group_by or None)
+    return predict_table(table, held, n_bootstrap, convention, group_by)
+
+
+# Held-out cells are config rows (plan.cells_of), fitted runs are table rows: the group columns a
+# study can predict per group, read from each side.
+GROUP_OF = {"arch": lambda cfg: cfg.model.arch, "model": lambda cfg: cfg.model.name,
+            "schedule": lambda cfg: cfg.optim.schedule}
+
+
+def predict_table(table, held: list, n_bootstrap: int, convention: str, group_by: str = "") -> dict:
+    """prediction.json for the held-out rows from a law fitted to `table`; with group_by, a law per
+    group (e.g. arch: each ladder's own law predicts its own held-out cells)."""
+    from harness import prediction
+    from harness.analysis import analyse
+
     n_key = "N_nonembed" if convention == "nonembed" else "N"
-    cells = [{"cell_key": r.values["cell_key"], "N": r.values[n_key], "D": r.values["D"]} for r in held]
-    out = prediction.make(head, table, cells, convention)
-    out["why_form"] = results["model_choice"]["why"]
-    return out
+
+    def one(sub, rows) -> dict:
+        results, fits = analyse(sub, n_bootstrap=n_bootstrap)
+        cells = [{"cell_key": r.values["cell_key"], "N": r.values[n_key], "D": r.values["D"]} for r in rows]
+        out = prediction.make(fits[results["model_choice"]["headline"]], sub, cells, convention)
+        out["why_form"] = results["model_choice"]["why"]
+        return out
+
+    if not group_by:
+        return one(table, held)
+    if group_by not in GROUP_OF:
+        raise HarnessError(f"group_by={group_by}: a study predicts per group of {', '.join(GROUP_OF)} only")
+    parts = {}
+    for g in sorted({GROUP_OF[group_by](r.cfg) for r in held}):
+        sub = table[table[group_by] == g]
+        if sub.empty:
+            raise HarnessError(f"held-out cells of {group_by}={g} have no fitted runs of that {group_by}")
+        parts[g] = one(sub, [r for r in held if GROUP_OF[group_by](r.cfg) == g])
+    first = next(iter(parts.values()))
+    return {"created": first["created"], "fitted_on": sorted(k for p in parts.values() for k in p["fitted_on"]),
+            "form": ", ".join(sorted({p["form"] for p in parts.values()})), "group_by": group_by,
+            "convention": first["convention"],
+            "fitted_compute_max": max(p["fitted_compute_max"] for p in parts.values()),
+            "groups": {g: {"form": p["form"], "why_form": p["why_form"], "n_fitted": len(p["fitted_on"])}
+                       for g, p in parts.items()},
+            "cells": [{**c, "group": g, "form": p["form"]} for g, p in parts.items() for c in p["cells"]],
+            "compute_optimal": [{**c, "group": g} for g, p in parts.items() for c in p["compute_optimal"]]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,7 +197,8 @@ def _main(argv: list[str]) -> int:
         made = json.loads(path.read_text())
         print(f"harness-study: keeping {path} (created {made.get('created')}); it is never rewritten")
     else:
-        made = predict(sweep_dir, held, int(args["n_bootstrap"]))
+        group_by = next((a.partition("=")[2] for a in study.fit_args if a.startswith("group_by=")), "")
+        made = predict(sweep_dir, held, int(args["n_bootstrap"]), group_by)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(made, indent=2) + "\n")
         tmp.replace(path)

@@ -1,0 +1,44 @@
+"""Post-hoc, labelled as such: what per-group laws fitted on a study's fit stage predict for its
+held-out cells, scored against what they measured.
+
+This is not a pre-registered prediction (it is made after the held-out cells ran, and the choice of
+grouping came from seeing them), so it never touches the study's prediction.json; it says what the
+study would have predicted had `fit_args: [group_by=...]` been set before it ran.
+
+Usage: python scripts/posthoc_prediction.py study=laptop results_dir=results group_by=arch out=FILE.json
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from harness import prediction, study
+from harness.cli_fit import resolve_convention
+from harness.collect import collect, fit_table
+
+
+def main(argv: list[str]) -> int:
+    args = dict(a.partition("=")[::2] for a in argv)
+    s = study.load(args["study"])
+    sweep_dir = Path(args.get("results_dir", "results")) / s.sweep
+    held = study.held_out_cells(s, [f"results_dir={args.get('results_dir', 'results')}"])
+    runs, _ = collect(str(sweep_dir))
+    convention = resolve_convention(runs, "auto")
+    table, _ = fit_table(runs, convention, group_by=args["group_by"])
+    held_keys = {r.values["cell_key"] for r in held}
+    made = study.predict_table(table[~table["cell_key"].isin(held_keys)], held, 1000, convention, args["group_by"])
+    scored = prediction.score(made, table)
+    out = {"posthoc": True, "note": __doc__.split("\n\n")[1].replace("\n", " "), "command":
+           "python scripts/posthoc_prediction.py " + " ".join(argv), "prediction": made, "score": scored}
+    Path(args["out"]).write_text(json.dumps(out, indent=2) + "\n")
+    for c in scored["cells"]:
+        print(f"{c['cell_key']}: predicted {c['predicted']:.4f} [{c['pi95'][0]:.4f}, {c['pi95'][1]:.4f}], "
+              f"measured {c['measured']:.4f}, {c['rel_error']:+.2%}")
+    print(f"mean |error| {scored['mean_abs_rel_error']:.2%}, {scored['n_inside_pi95']}/{len(scored['cells'])} inside; "
+          f"forms {made['groups']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
