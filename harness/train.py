@@ -72,7 +72,9 @@ def check_corpus(cfg: Config, spec: Spec, corpus: data.Corpus) -> None:
         raise HarnessError(f"tokenizer has {corpus.vocab_size} tokens > data.vocab_size={cfg.data.vocab_size}")
     epochs = spec.D / corpus.train_tokens
     if epochs > cfg.data.max_epochs:
-        raise HarnessError(f"cell {spec.cell_id}: D={spec.D:,} tokens is {epochs:.2f} epochs of its "
+        d = f"{spec.D:,}" if spec.D < 1e15 else f"{spec.D:.3g}"
+        raise HarnessError(f"cell {spec.cell_id} ({accounting.budget_name(cfg.budget)}): D={d} tokens is "
+                           f"{epochs:.3g} epochs of its "
                            f"{corpus.train_tokens:,} unique training tokens, over data.max_epochs="
                            f"{cfg.data.max_epochs:g}; use more data (harness-prepare) or raise data.max_epochs "
                            "to study repetition")

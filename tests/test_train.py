@@ -95,7 +95,7 @@ def test_a_budget_beyond_the_corpus_names_the_budget_and_records_nothing(tmp_pat
         out = cli("harness-train", f"results_dir={tmp_path}", "wandb.mode=disabled", budget, cwd=tmp_path)
         lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
         assert out.returncode == 2 and len(lines) == 1 and budget.split("=")[0] in lines[0], out.stderr
-        assert "exceed the training split" in lines[0]
+        assert "epochs of its 1,495,009 unique training tokens, over data.max_epochs=4" in lines[0]
     assert not list(tmp_path.rglob("summary.json"))  # a run that cannot start leaves no record
 
 
