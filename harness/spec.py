@@ -91,6 +91,8 @@ def resolve(cfg: Config) -> Spec:
         raise HarnessError("branches need optim.schedule=wsd (cooldowns branch from a constant-LR trunk)")
     if any(not 0 < f <= 1 for f in cfg.branches):
         raise HarnessError(f"branches={cfg.branches} must be fractions of D in (0, 1]")
+    if cfg.sweep.role not in ("fit", "holdout"):
+        raise HarnessError(f"sweep.role={cfg.sweep.role!r} is not one of 'fit', 'holdout'")
     if cfg.threads is not None and cfg.threads < 1:
         raise HarnessError(f"threads={cfg.threads} must be >= 1")
     m, V = cfg.model, cfg.data.vocab_size
