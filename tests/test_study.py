@@ -89,3 +89,28 @@ def test_a_study_grouped_by_arch_predicts_each_ladders_cells_from_its_own_law(tm
     truth = {c["cell_key"]: loss(laws[c["group"]], c["N"], c["D"]) for c in made["cells"]}
     assert all(abs(c["predicted"] / truth[c["cell_key"]] - 1) < 0.01 for c in made["cells"])
     assert max(abs(pooled[k] / truth[k] - 1) for k in truth) > 0.03  # one law sits between the ladders
+
+
+def test_grouped_prediction_runs_end_to_end_on_the_committed_laptop_study(tmp_path):
+    """harness-study's own path (collect -> fit_table(group_by) -> per-ladder laws) on the committed
+    laptop runs, with the held-out cells' directories left out as before their check."""
+    import shutil
+
+    from harness import plan, study
+    from tests.conftest import CONF, ROOT
+
+    src = ROOT / "results" / "laptop"
+    held = plan.cells_of(["sweep=laptop_holdout", f"results_dir={src.parent}"], CONF)
+    held_ids = {r.cell for r in held}
+    sweep = tmp_path / "laptop"
+    for cell in src.iterdir():
+        if cell.is_dir() and cell.name not in held_ids:
+            shutil.copytree(cell, sweep / cell.name)
+    held = plan.cells_of(["sweep=laptop_holdout", f"results_dir={tmp_path}"], CONF)
+    assert {r.values["status"] for r in held} == {"todo"}
+    made = study.predict(sweep, held, 50, "arch")
+    assert set(made["groups"]) == {"gpt2", "llama"} and len(made["fitted_on"]) == 60
+    by = {(c["group"], round(c["N"], -5)): c["predicted"] for c in made["cells"]}
+    assert all(c["group"] in c["cell_key"] for c in made["cells"])  # each ladder's cells, its own law
+    # the ladders' laws differ by far more than their noise: Llama is ~0.3 nats lower at 1.2e13
+    assert by[("gpt2", 400000.0)] - by[("llama", 400000.0)] > 0.1
