@@ -13,9 +13,10 @@ import pandas as pd
 
 from harness import forms
 from harness import isoflop as iso
+from harness.allocate import allocation, compute_optimal
 from harness.backtest import backtest, rollout
 from harness.errors import HarnessError
-from harness.fit import PARAMS, Fit, allocation, bootstrap_form, compute_optimal, fit_form, summarise
+from harness.fit import PARAMS, Fit, bootstrap_form, fit_form, summarise
 from harness.laws import PUBLISHED
 
 DEFAULT_FORMS = ("chinchilla", "kaplan", "datacon")

@@ -4,7 +4,7 @@ numpy/scipy only, no I/O. The objective follows Besiroglu et al. (2024, arXiv:24
 loss (delta = 1e-3) on log L - log L_hat, SUMMED over points (Hoffmann et al. took the mean, whose
 tiny scale made their optimiser stop early). One machinery serves every form:
 
-- `lm`: batched Levenberg-Marquardt on that objective, iteratively reweighted (a Huber loss is a
+- `lm` (lm.py): batched Levenberg-Marquardt on that objective, iteratively reweighted (a Huber loss is a
   weighted least squares with weights min(1, delta/|r|), so each step is a Gauss-Newton step with
   those weights; a step is kept only if the Huber objective falls). It refines many parameter
   vectors at once: all starting points of a fit, or all bootstrap resamples (as weight rows), so
@@ -13,6 +13,7 @@ tiny scale made their optimiser stop early). One machinery serves every form:
   gradient tolerance of the published fits.
 - `bootstrap_form`: LM from the optimum for every resample; a refit that ends on its box edge
   has run off to infinity and makes that parameter "not identified" (`summarise`).
+The compute-optimal allocation of a fitted form is in allocate.py.
 """
 
 from __future__ import annotations
@@ -24,11 +25,10 @@ from scipy.optimize import minimize
 
 from harness import forms
 from harness.errors import HarnessError
+from harness.lm import HUBER_DELTA, _gradient, huber, lm
 
 PARAMS = forms.CHINCHILLA.params  # E, A, B, alpha, beta
-HUBER_DELTA = 1e-3
 GTOL = 1e-4  # max |gradient| of objective/delta at a converged fit (the objective is order one)
-LM_GTOL = 1e-2  # the same for a stopped LM row (see `lm`)
 MAX_DECADES = 6  # a scale parameter (A, B, N_c, ...) whose 95 % interval spans more is "not identified"
 # L-BFGS-B polish: scipy's relative ftol divides by max(|f|, 1), so it runs on objective/delta
 # with tight tolerances and ends on the gradient.
@@ -89,98 +89,6 @@ def predict(p: dict, N, D) -> np.ndarray:
     """L(N, D) = E + A/N^alpha + B/D^beta for a dict of physical parameters."""
     N, D = np.asarray(N, float), np.asarray(D, float)
     return p["E"] + p["A"] / N ** p["alpha"] + p["B"] / D ** p["beta"]
-
-
-def huber(r: np.ndarray, w: np.ndarray, delta: float = HUBER_DELTA) -> np.ndarray:
-    """Weighted summed Huber loss over the last axis."""
-    a = np.abs(r)
-    return np.sum(w * np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta)), axis=-1)
-
-
-def lm(form, X, logL, W, z0, delta=HUBER_DELTA, max_iter=300):
-    """Batched IRLS Levenberg-Marquardt from each row of z0 (R, q) with weight rows W (R, n).
-
-    Returns (z, objective, converged, at_bound, iterations), one entry per row."""
-    z, W = np.array(z0, float), np.broadcast_to(W, (len(z0), len(logL)))
-    lo, hi = form.box()
-    f = huber(logL - form.log_predict(z, X), W, delta)
-    lam = np.full(len(z), 1e-3)
-    done, iters = np.zeros(len(z), bool), np.zeros(len(z), int)
-    eye = np.eye(z.shape[1])
-    anchor, anchor_f, stalled = z.copy(), f.copy(), np.zeros(len(z), bool)
-    for it in range(max_iter):
-        idx = np.flatnonzero(~done)
-        if not len(idx):
-            break
-        if it and it % 25 == 0:  # rows still drifting along a flat valley (to a bound): try a long jump
-            _extrapolate(form, X, logL, W, z, f, anchor, idx, lo, hi, delta)
-            # 25 steps that lowered the objective by < 1e-5 of itself: the row sits in a valley the
-            # data cannot resolve; where along it does not change the fit (nor, much, an interval)
-            stalled[idx] = anchor_f[idx] - f[idx] < 1e-5 * f[idx]
-            done |= stalled
-            anchor, anchor_f = z.copy(), f.copy()
-            idx = np.flatnonzero(~done)
-            if not len(idx):
-                break
-        zi, Wi = z[idx], W[idx]
-        lp, J = form.log_predict_jac(zi, X)
-        r = logL - lp
-        a = np.abs(r)
-        wi = Wi * np.where(a <= delta, 1.0, delta / np.maximum(a, delta))
-        Jw = J.transpose(0, 2, 1) * wi[:, None, :]
-        H = Jw @ J
-        g = (Jw @ r[..., None])[..., 0]  # minus the gradient of the Huber objective
-        # a coordinate on its box edge that the descent direction pushes outward is held there
-        held = (np.isclose(zi, hi) & (g > 0)) | (np.isclose(zi, lo) & (g < 0))
-        H = np.where(held[:, :, None] | held[:, None, :], 0.0, H) + held[:, :, None] * eye
-        g = np.where(held, 0.0, g)
-        diag = np.einsum("rpp->rp", H)
-        # damping scaled by each row's curvature, floored so that a flat direction (a parameter the
-        # data does not constrain at all, e.g. R_D when every run repeats its data equally) cannot
-        # make the system singular
-        floor = 1e-10 * diag.max(axis=1, keepdims=True) + 1e-300
-        damp = lam[idx, None, None] * np.maximum(diag, floor)[:, :, None] * eye
-        try:
-            step = np.linalg.solve(H + damp, g[..., None])[..., 0]
-        except np.linalg.LinAlgError:  # a degenerate resample (few distinct points): least-norm step
-            step = (np.linalg.pinv(H + damp) @ g[..., None])[..., 0]
-        cand = np.clip(zi + step, lo, hi)
-        fc = huber(logL - form.log_predict(cand, X), Wi, delta)
-        better = fc <= f[idx]
-        moved = np.max(np.abs(cand - zi), axis=1)
-        z[idx[better]], f[idx[better]] = cand[better], fc[better]
-        lam[idx] = np.where(better, lam[idx] / 3, lam[idx] * 4)
-        iters[idx] += 1
-        done[idx] = (better & (moved < 1e-10)) | (better & (f[idx] - fc < 1e-13 * delta) & (moved < 1e-6)) \
-            | (lam[idx] > 1e8)
-    grad = -_gradient(form, X, logL, W, z, delta) / delta
-    at_lo, at_hi = np.isclose(z, lo, atol=1e-9), np.isclose(z, hi, atol=1e-9)
-    free = ~((at_lo & (grad > 0)) | (at_hi & (grad < 0)))  # a bound holding the fit back: not a gradient
-    # LM stops when no damped step lowers the objective; near the Huber kinks that leaves a
-    # gradient of ~3e-4 while the optimum agrees with L-BFGS-B's to ~1e-5 in log A (checked on
-    # the Epoch points), so a stopped row counts as converged unless its gradient is still large.
-    converged = done & ((np.max(np.abs(np.where(free, grad, 0.0)), axis=1) < LM_GTOL) | stalled)
-    return z, f, converged, (at_lo | at_hi), iters
-
-
-def _extrapolate(form, X, logL, W, z, f, anchor, idx, lo, hi, delta):
-    """Continue each row's drift over the last 25 iterations up to 30x further; keep a jump where
-    the objective is no worse. Refits that run off to infinity move almost in a straight line in log space, so
-    this reaches the box edge in a few jumps instead of thousands of small damped steps."""
-    for factor in (30.0, 10.0, 3.0):  # the longest jump that does not raise the objective wins
-        cand = np.clip(z[idx] + factor * (z[idx] - anchor[idx]), lo, hi)
-        fc = huber(logL - form.log_predict(cand, X), W[idx], delta)
-        ok = fc <= f[idx]
-        z[idx[ok]], f[idx[ok]] = cand[ok], fc[ok]
-        idx = idx[~ok]
-
-
-def _gradient(form, X, logL, W, z, delta):
-    """Minus the gradient of the Huber objective, (R, q)."""
-    lp, J = form.log_predict_jac(z, X)
-    r = logL - lp
-    psi = np.clip(r, -delta, delta)
-    return np.einsum("rnp,rn->rp", J, np.broadcast_to(W, r.shape) * psi)
 
 
 def check_points(N, D, L, n_params=len(PARAMS)) -> tuple[np.ndarray, ...]:
@@ -340,65 +248,3 @@ def _std(x) -> float:
         return 0.0
     with np.errstate(over="ignore"):  # a spread beyond the float range is an unbounded SE: inf
         return float(scale * (x / scale).std(ddof=1))
-
-
-def allocation(fit: Fit, z: np.ndarray, C) -> dict:
-    """Compute-optimal N*, D* and L* at budgets C (C = 6 N D) for parameter rows z (R, q).
-
-    Chinchilla-type forms in closed form (datacon with unlimited unique data is Chinchilla);
-    others by a grid over log N (step 1 %), which Kaplan's non-separable form needs."""
-    C = np.atleast_1d(np.asarray(C, float))
-    form = fit.form
-    if form.name in ("chinchilla", "datacon"):
-        p = form.physical(z)
-        co = compute_optimal(*(p[k][:, None] for k in PARAMS), C=C[None, :])
-        N, D = co["N_opt"], co["D_opt"]
-    else:
-        N = np.stack([_argmin_n(form, z, c) for c in C], -1)
-        D = C[None, :] / (6 * N)
-    with np.errstate(invalid="ignore", divide="ignore"):  # rows with no optimum carry NaN
-        lopt = np.stack([np.exp(form.log_predict(z[i:i + 1], _columns(N[i], D[i]))[0]) if np.all(np.isfinite(N[i]))
-                         else np.full(len(C), np.nan) for i in range(len(z))])
-    return {"N_opt": N, "D_opt": D, "loss_opt": lopt}
-
-
-def _argmin_n(form, z: np.ndarray, C: float, chunk=256) -> np.ndarray:
-    """argmin over N of L(N, C/6N) per row: a grid of step 0.05 in ln N over +-25 around
-    sqrt(C/6), refined by the vertex of a parabola through the best grid point and its neighbours
-    (loss is unimodal along an IsoFLOP line for these forms). Rows in chunks to bound memory."""
-    step = 0.05
-    logn = np.log(C / 6) / 2 + np.arange(-25, 25 + step / 2, step)
-    X = _columns(np.exp(logn), C / 6 / np.exp(logn))
-    out = np.empty(len(z))
-    for s in range(0, len(z), chunk):
-        lp = form.log_predict(z[s:s + chunk], X)
-        i = np.clip(np.argmin(lp, axis=1), 1, len(logn) - 2)
-        rows = np.arange(len(i))
-        lo, mid, hi = lp[rows, i - 1], lp[rows, i], lp[rows, i + 1]
-        curv = lo - 2 * mid + hi
-        shift = np.where(curv > 0, 0.5 * (lo - hi) / np.where(curv > 0, curv, 1.0), 0.0)
-        out[s:s + chunk] = logn[i] + step * np.clip(shift, -1, 1)
-    return np.exp(out)
-
-
-def compute_optimal(E, A, B, alpha, beta, C):
-    """Compute-optimal allocation under L = E + A/N^alpha + B/D^beta with C = 6 N D.
-
-    N*(C) = G (C/6)^a, D*(C) = G^-1 (C/6)^b, a = beta/(alpha+beta), b = alpha/(alpha+beta),
-    G = (alpha A / (beta B))^(1/(alpha+beta)) (Hoffmann et al. 2022, eq. 4). Parameters may be
-    arrays (bootstrap samples); C broadcasts against them."""
-    alpha, beta = np.asarray(alpha, float), np.asarray(beta, float)
-    a = beta / (alpha + beta)
-    b = alpha / (alpha + beta)
-    ratio = alpha * np.asarray(A, float) / (beta * np.asarray(B, float))
-    expo = 1.0 / (alpha + beta)
-    # A bootstrap refit may end with a negative exponent: no optimum exists, so G is NaN (which
-    # summarise drops), not a fractional power of a negative number.
-    G = np.full(np.broadcast(ratio, expo).shape, np.nan)
-    with np.errstate(over="ignore"):  # alpha + beta -> 0 sends G past the float range: inf is
-        # the honest value and summarise reports such an interval as unbounded
-        np.power(ratio, expo, out=G, where=ratio > 0)
-        C6 = np.asarray(C, float) / 6.0
-        N_opt = G * C6**a
-        D_opt = C6**b / G
-    return {"a": a, "b": b, "G": G, "N_opt": N_opt, "D_opt": D_opt}

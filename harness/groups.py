@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 
 from harness import forms
+from harness.allocate import allocation
 from harness.errors import HarnessError
-from harness.fit import allocation, bootstrap_form, fit_form
+from harness.fit import bootstrap_form, fit_form
 
 EXPONENTS = ("alpha", "beta", "alpha_N", "alpha_D")
 

@@ -15,7 +15,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import NullFormatter, PercentFormatter  # noqa: E402
 
-from harness.fit import PARAMS, allocation, compute_optimal  # noqa: E402
+from harness.allocate import allocation, compute_optimal  # noqa: E402
+from harness.fit import PARAMS  # noqa: E402
 from harness.isoflop import group_budgets  # noqa: E402
 from harness.laws import PUBLISHED  # noqa: E402
 

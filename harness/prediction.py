@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 
 from harness import forms, records
+from harness.allocate import allocation
 from harness.errors import HarnessError
-from harness.fit import Fit, allocation, prediction_interval, summarise
+from harness.fit import Fit, prediction_interval, summarise
 
 NAME = "prediction.json"
 

@@ -5,10 +5,11 @@ import pandas as pd
 import pytest
 
 from harness import forms
+from harness.allocate import compute_optimal
 from harness.analysis import analyse
 from harness.backtest import backtest
 from harness.errors import HarnessError
-from harness.fit import PARAMS, _columns, bootstrap, compute_optimal, fit_parametric, identifiable, predict, summarise
+from harness.fit import PARAMS, _columns, bootstrap, fit_parametric, identifiable, predict, summarise
 from harness.isoflop import envelope, group_budgets, isoflop, isoflop_bootstrap, kaplan_laws
 
 TRUE_LAWS = [  # spans the published range: Hoffmann-like, Epoch-like, steep-N / shallow-D

@@ -11,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.fit import bootstrap, compute_optimal, fit_parametric
+from harness.allocate import compute_optimal
+from harness.fit import bootstrap, fit_parametric
 
 DATA = Path(__file__).resolve().parent / "data"
 CSV = DATA / "chinchilla_epoch.csv"

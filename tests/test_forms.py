@@ -152,7 +152,7 @@ def test_groups_differ_when_their_laws_do_and_not_otherwise():
 
 
 def test_numeric_allocation_agrees_with_chinchillas_closed_form():
-    from harness.fit import _argmin_n, compute_optimal
+    from harness.allocate import _argmin_n, compute_optimal
 
     z = np.array([[np.log(CHIN["A"]), np.log(CHIN["B"]), np.log(CHIN["E"]), CHIN["alpha"], CHIN["beta"]]])
     for C in (1e18, 1e21, 1e24):

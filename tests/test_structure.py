@@ -7,7 +7,8 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "harness"
 # The analysis side and everything the planner and the fitter load: must never import torch.
-TORCH_FREE = {"config", "errors", "data", "forms", "groups", "accounting", "hparams", "schedule", "spec", "records",
+TORCH_FREE = {"config", "errors", "data", "forms", "lm", "allocate", "groups", "accounting", "hparams", "schedule",
+              "spec", "records",
               "lock", "plan", "corpus", "prepare", "repetition",
               "wandb_log", "mapping", "collect", "fit", "isoflop", "backtest", "laws", "analysis", "plots", "report",
               "cli_fit", "compare", "prediction", "study", "sweep"}
