@@ -31,6 +31,7 @@ def main(argv: list[str]) -> int:
     scored = prediction.score(made, table)
     out = {"posthoc": True, "note": __doc__.split("\n\n")[1].replace("\n", " "), "command":
            "python scripts/posthoc_prediction.py " + " ".join(argv), "prediction": made, "score": scored}
+    Path(args["out"]).parent.mkdir(parents=True, exist_ok=True)
     Path(args["out"]).write_text(json.dumps(out, indent=2) + "\n")
     for c in scored["cells"]:
         print(f"{c['cell_key']}: predicted {c['predicted']:.4f} [{c['pi95'][0]:.4f}, {c['pi95'][1]:.4f}], "
