@@ -20,16 +20,6 @@ def to_config(cfg: DictConfig) -> Config:
     return OmegaConf.to_object(cfg)
 
 
-def compose(overrides: list[str]) -> Config:
-    """The Config `harness-train OVERRIDES` would run, for scripts and tests."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    register()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return to_config(hydra_compose("config", overrides=list(overrides)))
-
-
 def _check_conf() -> None:
     if not (CONF_DIR / "config.yaml").is_file():
         sys.exit(f"harness: error: {CONF_DIR} not found; install from a checkout with `pip install -e .`")

@@ -117,6 +117,17 @@ def register() -> None:
     ConfigStore.instance().store(name="base_config", node=Config)
 
 
+def compose(overrides: list[str]) -> "Config":
+    """The Config `harness-train OVERRIDES` would run (harness-prepare, scripts and tests use it)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import OmegaConf
+
+    register()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return OmegaConf.to_object(hydra_compose("config", overrides=list(overrides)))
+
+
 def to_dict(cfg: Any) -> dict:
     """Plain nested dict of a Config (for logging and hashing)."""
     import dataclasses

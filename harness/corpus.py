@@ -180,16 +180,21 @@ def fingerprint(path: Path) -> dict:
     return {"bytes": path.stat().st_size, "sha256": h.hexdigest()}
 
 
+def read_manifest(out: Path) -> dict:
+    """A folder's manifest.json; HarnessError (one line) when it is missing or unreadable."""
+    try:
+        return json.loads((out / MANIFEST).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise HarnessError(f"{out / MANIFEST}: unreadable ({e})") from None
+
+
 def verify(out: Path) -> dict:
     """The manifest of a prepared corpus, after checking every file against it.
 
     HarnessError names the first file that is missing, truncated or changed. Sizes (against the
     manifest and its token counts) are checked first, then checksums (about 1 s per GB), so a
     damaged cache never reaches a run."""
-    try:
-        manifest = json.loads((out / MANIFEST).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise HarnessError(f"{out / MANIFEST}: unreadable ({e})") from None
+    manifest = read_manifest(out)
     files = manifest.get("files", {})
     tokens = {"train.bin": manifest.get("train_tokens"), "val.bin": manifest.get("val_tokens")}
     for name in FILES:

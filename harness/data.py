@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.config import DataConfig
-from harness.corpus import FORMAT_VERSION, MANIFEST, build, cache_root, corpus_key, verify
+from harness.corpus import FORMAT_VERSION, MANIFEST, build, cache_root, corpus_key, read_manifest, verify
 from harness.errors import HarnessError
 
 
@@ -57,10 +57,7 @@ def _folder_manifest(cfg: DataConfig) -> tuple[Path, dict]:
     out = Path(cfg.path).expanduser()
     if not (out / MANIFEST).is_file():
         raise HarnessError(f"data.path={cfg.path}: no {MANIFEST}; not a folder written by harness-prepare")
-    try:
-        manifest = json.loads((out / MANIFEST).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise HarnessError(f"{out / MANIFEST}: unreadable ({e})") from None
+    manifest = read_manifest(out)
     if manifest.get("format") != FORMAT_VERSION:
         raise HarnessError(f"data.path={cfg.path}: format {manifest.get('format')}, this harness reads "
                            f"{FORMAT_VERSION}; prepare it again")
@@ -73,7 +70,10 @@ def _folder_manifest(cfg: DataConfig) -> tuple[Path, dict]:
 
 def folder_id(cfg: DataConfig) -> str:
     """What a prepared folder holds, not where it lies: a hash of its files' checksums (manifest only)."""
-    _, manifest = _folder_manifest(cfg)
+    return _content_id(_folder_manifest(cfg)[1])
+
+
+def _content_id(manifest: dict) -> str:
     sums = sorted(f.get("sha256", "") for f in manifest.get("files", {}).values())
     return "prepared-" + hashlib.sha256(json.dumps(sums).encode()).hexdigest()[:12]
 
@@ -84,7 +84,8 @@ def _folder(cfg: DataConfig) -> Corpus:
         manifest = verify(out)
     except HarnessError as e:  # a user's folder is never rebuilt or trained on when damaged
         raise HarnessError(f"data.path={cfg.path} is damaged: {e}") from None
-    return Corpus(out, manifest["train_tokens"], manifest["val_tokens"], manifest["vocab_size"], folder_id(cfg))
+    return Corpus(out, manifest["train_tokens"], manifest["val_tokens"], manifest["vocab_size"],
+                  _content_id(manifest))
 
 
 def unique_tokens(cfg: DataConfig) -> int:
@@ -93,7 +94,7 @@ def unique_tokens(cfg: DataConfig) -> int:
     the cache, built if needed."""
     if cfg.source == "prepared":
         n = _folder_manifest(cfg)[1]["train_tokens"]
-    elif cfg.source == "hub" and not (cache_root(cfg) / "prepared" / corpus_key(cfg) / MANIFEST).is_file():
+    elif cfg.source == "hub" and not (_cache_dir(cfg) / MANIFEST).is_file():
         if cfg.max_tokens is None:
             raise HarnessError(f"{cfg.hub_name} is not prepared yet and sets no data.max_tokens")
         n = cfg.max_tokens
@@ -102,9 +103,25 @@ def unique_tokens(cfg: DataConfig) -> int:
     return min(n, cfg.max_train_tokens or n)
 
 
+def repetition_error(cell: str, budget: str, D: int, unique: int, max_epochs: float) -> str | None:
+    """The one repetition guard (harness-train refuses, harness-plan lists as an error): a cell whose
+    D is more than max_epochs passes over its unique training tokens; None when it is within."""
+    epochs = D / unique
+    if epochs <= max_epochs:
+        return None
+    d = f"{D:,}" if D < 1e15 else f"{D:.3g}"
+    return (f"cell {cell} ({budget}) repeats its data: D={d} tokens is {epochs:.3g} epochs of its {unique:,} "
+            f"unique training tokens, over data.max_epochs={max_epochs:g}; use more data (harness-prepare) "
+            "or raise data.max_epochs to study repetition")
+
+
+def _cache_dir(cfg: DataConfig) -> Path:
+    return cache_root(cfg) / "prepared" / corpus_key(cfg)
+
+
 def _cached(cfg: DataConfig) -> Corpus:
-    key = corpus_key(cfg)
-    out = cache_root(cfg) / "prepared" / key
+    out = _cache_dir(cfg)
+    key = out.name
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.parent / f"{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one builder; other processes wait, then reuse

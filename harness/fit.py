@@ -25,7 +25,7 @@ from scipy.optimize import minimize
 
 from harness import forms
 from harness.errors import HarnessError
-from harness.lm import HUBER_DELTA, _gradient, huber, lm
+from harness.lm import HUBER_DELTA, gradient, huber, lm
 
 PARAMS = forms.CHINCHILLA.params  # E, A, B, alpha, beta
 GTOL = 1e-4  # max |gradient| of objective/delta at a converged fit (the objective is order one)
@@ -135,7 +135,7 @@ def fit_form(form: forms.Form, X: dict, L, *, delta=HUBER_DELTA, starts=None, n_
     best = np.lexsort((f, ~ok))[0]  # converged first, then the lowest objective
     res = _polish(form, X, logL, z[best], delta)
     zb, message = (res.x, str(res.message)) if res.fun * delta <= f[best] else (z[best], "LM")
-    grad = -_gradient(form, X, logL, np.ones(len(L)), zb[None], delta)[0] / delta
+    grad = -gradient(form, X, logL, np.ones(len(L)), zb[None], delta)[0] / delta
     lo, hi = form.box()
     free = ~((np.isclose(zb, lo) & (grad > 0)) | (np.isclose(zb, hi) & (grad < 0)))
     converged = bool(np.max(np.abs(grad[free]), initial=0.0) < GTOL)
@@ -152,7 +152,7 @@ def _polish(form, X, logL, z, delta):
     def fun(v):
         v = v[None]
         f = huber(logL - form.log_predict(v, X), w, delta)[0]
-        return f / delta, -_gradient(form, X, logL, w, v, delta)[0] / delta
+        return f / delta, -gradient(form, X, logL, w, v, delta)[0] / delta
 
     lo, hi = form.box()
     return minimize(fun, z, jac=True, method="L-BFGS-B", bounds=list(zip(lo, hi)), options=_LBFGS)

@@ -75,7 +75,7 @@ def lm(form, X, logL, W, z0, delta=HUBER_DELTA, max_iter=300):
         iters[idx] += 1
         done[idx] = (better & (moved < 1e-10)) | (better & (f[idx] - fc < 1e-13 * delta) & (moved < 1e-6)) \
             | (lam[idx] > 1e8)
-    grad = -_gradient(form, X, logL, W, z, delta) / delta
+    grad = -gradient(form, X, logL, W, z, delta) / delta
     at_lo, at_hi = np.isclose(z, lo, atol=1e-9), np.isclose(z, hi, atol=1e-9)
     free = ~((at_lo & (grad > 0)) | (at_hi & (grad < 0)))  # a bound holding the fit back: not a gradient
     # LM stops when no damped step lowers the objective; near the Huber kinks that leaves a
@@ -97,7 +97,7 @@ def _extrapolate(form, X, logL, W, z, f, anchor, idx, lo, hi, delta):
         idx = idx[~ok]
 
 
-def _gradient(form, X, logL, W, z, delta):
+def gradient(form, X, logL, W, z, delta):
     """Minus the gradient of the Huber objective, (R, q)."""
     lp, J = form.log_predict_jac(z, X)
     r = logL - lp

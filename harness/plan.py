@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from omegaconf import OmegaConf
 
-from harness import records, spec
+from harness import accounting, records, spec
 from harness.config import Config, register
 from harness.errors import HarnessError
 
@@ -104,11 +104,14 @@ def seconds(values: dict, speed: tuple[float, float] | None) -> float:
 def errors(rows: list[Row]) -> list[str]:
     """What harness-train would refuse: invalid cells, and cells that repeat their data more than
     data.max_epochs times (rows carry `unique`, the unique training tokens, where known)."""
+    from harness import data
+
     out = [f"cell {r.cell} is invalid: {r.values['error']}" for r in rows if r.cfg is None]
     for r in rows:
-        if r.cfg is not None and r.values.get("unique") and r.values["D"] / r.values["unique"] > r.cfg.data.max_epochs:
-            out.append(f"cell {r.cell} repeats its data {r.values['D'] / r.values['unique']:.1f} epochs "
-                       f"(> data.max_epochs={r.cfg.data.max_epochs:g}); harness-train refuses it")
+        if r.cfg is not None and r.values.get("unique"):
+            repeats = data.repetition_error(r.cell, accounting.budget_name(r.cfg.budget), r.values["D"],
+                                            r.values["unique"], r.cfg.data.max_epochs)
+            out += [repeats] if repeats else []
     return out
 
 

@@ -8,14 +8,13 @@ path). A folder whose files differ from its manifest is refused with one line.
 """
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 import time
 from pathlib import Path
 
 from harness import corpus
-from harness.config import CONF_DIR, register
+from harness.config import compose
 from harness.errors import HarnessError, one_line
 
 HELP = """usage: harness-prepare out=DIR [data=PRESET] [data.KEY=VALUE ...]
@@ -37,17 +36,12 @@ def parse(argv: list[str]) -> tuple[Path, list[str]]:
 
 def run(overrides: list[str], out: Path) -> dict:
     """Prepare the corpus the overrides select into `out`; returns its manifest."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    register()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = OmegaConf.to_object(compose("config", overrides=list(overrides))).data
+    cfg = compose(overrides).data
     if cfg.source == "prepared":
         raise HarnessError("data=prepared is already a prepared folder; copy the folder instead")
     if out.exists() and (out.is_file() or any(out.iterdir())):
         existing = out / corpus.MANIFEST
-        if existing.is_file() and json.loads(existing.read_text()).get("corpus_key") == corpus.corpus_key(cfg):
+        if existing.is_file() and corpus.read_manifest(out).get("corpus_key") == corpus.corpus_key(cfg):
             print(f"harness-prepare: {out} already holds this corpus; checking it")
             return corpus.verify(out)
         raise HarnessError(f"out={out} exists and is not empty; choose a new folder")

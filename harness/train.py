@@ -70,14 +70,10 @@ def check_corpus(cfg: Config, spec: Spec, corpus: data.Corpus) -> None:
     """What needs the corpus: its vocabulary and one batch of its training split."""
     if corpus.vocab_size > cfg.data.vocab_size:
         raise HarnessError(f"tokenizer has {corpus.vocab_size} tokens > data.vocab_size={cfg.data.vocab_size}")
-    epochs = spec.D / corpus.train_tokens
-    if epochs > cfg.data.max_epochs:
-        d = f"{spec.D:,}" if spec.D < 1e15 else f"{spec.D:.3g}"
-        raise HarnessError(f"cell {spec.cell_id} ({accounting.budget_name(cfg.budget)}): D={d} tokens is "
-                           f"{epochs:.3g} epochs of its "
-                           f"{corpus.train_tokens:,} unique training tokens, over data.max_epochs="
-                           f"{cfg.data.max_epochs:g}; use more data (harness-prepare) or raise data.max_epochs "
-                           "to study repetition")
+    repeats = data.repetition_error(spec.cell_id, accounting.budget_name(cfg.budget), spec.D, corpus.train_tokens,
+                                    cfg.data.max_epochs)
+    if repeats:
+        raise HarnessError(repeats)
     ctx = cfg.model.n_positions
     if (corpus.train_tokens - 1) // ctx < spec.batch_tokens // ctx:
         raise HarnessError(f"{accounting.budget_name(cfg.budget)}: batches of {spec.batch_tokens:,} tokens "

@@ -36,7 +36,7 @@ def worker(cell: list[str], seconds: float) -> None:
     """Train the cell's real step loop for a fixed wall time; print its tokens/s (a collapse would
     otherwise make a fixed-token run take many minutes)."""
     from harness import data, loop, spec
-    from harness.cli import compose
+    from harness.config import compose
 
     cfg = compose(cell)
     s = spec.resolve(cfg)

@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 from harness import hparams, spec, train
-from harness.cli import compose
 from harness.cli_fit import FitConfig
 from harness.cli_fit import run as fit_run
+from harness.config import compose
 
 SIZES = "gpt2-20k,gpt2-50k,gpt2-100k"
 BUDGETS = "150000,300000,600000,900000,1200000,1500000"

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from harness import records, spec
-from harness.cli import compose
+from harness.config import compose
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = ("gpt2-12k", "gpt2-30k", "gpt2-50k", "gpt2-75k", "gpt2-150k")

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from harness import spec
-from harness.cli import compose
+from harness.config import compose
 
 
 def main(sweep_dir: str) -> None:

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import compose
-from harness.config import Config
+from harness.config import Config, compose
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
