@@ -20,6 +20,7 @@ from typing import Iterator
 
 import numpy as np
 
+from harness.accounting import check_vocab
 from harness.config import DataConfig
 from harness.errors import HarnessError
 
@@ -153,6 +154,7 @@ def build(cfg: DataConfig, out: Path, extra: dict | None = None) -> None:
     """Tokenizer, train.bin, val.bin and manifest.json into `out` (built beside it, then renamed)."""
     from tokenizers import ByteLevelBPETokenizer
 
+    check_vocab(cfg.vocab_size)
     train, val = split(cfg)
     tok = ByteLevelBPETokenizer()
     tok.train_from_iterator(train, vocab_size=cfg.vocab_size, min_frequency=2,

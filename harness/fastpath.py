@@ -30,11 +30,13 @@ class ChunkedCrossEntropy(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, hidden, weight, targets, compute_dtype, chunk_tokens):
+    def forward(ctx, hidden, weight, targets, compute_dtype, chunk_tokens, grad_enabled):
         # Autocast is off in here: dtypes are explicit, so forward and backward agree with or without it.
         with torch.autocast(hidden.device.type, enabled=False):
             w = weight.to(compute_dtype)
-            need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+            # needs_input_grad says True for a parameter even under no_grad (evaluation), where no
+            # backward can follow: grad_enabled is the caller's grad mode, since in here it is always off
+            need_grad = grad_enabled and (ctx.needs_input_grad[0] or ctx.needs_input_grad[1])
             acc = torch.promote_types(compute_dtype, torch.float32)  # softmax and sums: fp32 at least
             rows = hidden.shape[0]
             loss = hidden.new_zeros((), dtype=acc)
@@ -63,7 +65,7 @@ class ChunkedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_loss):
         grad_hidden, grad_weight = ctx.saved_tensors
-        return grad_hidden * grad_loss.to(grad_hidden.dtype), grad_weight * grad_loss, None, None, None
+        return grad_hidden * grad_loss.to(grad_hidden.dtype), grad_weight * grad_loss, None, None, None, None
 
 
 def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
@@ -79,7 +81,7 @@ def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: t
     if chunk_tokens < 1:
         raise ValueError(f"chunk_tokens={chunk_tokens} must be >= 1")
     dtype = _compute_dtype(hidden.device.type, hidden.dtype)
-    return ChunkedCrossEntropy.apply(hidden, weight, targets, dtype, chunk_tokens)
+    return ChunkedCrossEntropy.apply(hidden, weight, targets, dtype, chunk_tokens, torch.is_grad_enabled())
 
 
 def lm_loss(net: torch.nn.Module, batch: torch.Tensor, chunk_tokens: int = CHUNK_TOKENS) -> torch.Tensor:

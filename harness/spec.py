@@ -97,6 +97,7 @@ def resolve(cfg: Config) -> Spec:
         raise HarnessError(f"threads={cfg.threads} must be >= 1")
     m, V = cfg.model, cfg.data.vocab_size
     accounting.validate_model(m, V)
+    accounting.check_vocab(V)
     n, n_ne = accounting.param_counts(m, V)
     requested = accounting.budget_tokens(cfg.budget, m, V)
     compute = hparams.deepseek_compute(n_ne, m.n_layer, m.n_positions, m.n_embd, requested)

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.config import CONF_DIR
-from harness.errors import HarnessError
+from harness.errors import HarnessError, one_line
 
-USAGE = "harness-study study=NAME [results_dir=DIR] [compare=REFERENCE_DIR] [n_bootstrap=N]"
+USAGE = ("harness-study study=NAME [results_dir=DIR] [compare=REFERENCE_DIR] [n_bootstrap=N] "
+         "[KEY=VALUE ...]")
 HELP = f"""usage: {USAGE}
 
 Train a scaling study and test its law on cells it has not seen:
@@ -35,7 +36,9 @@ Train a scaling study and test its law on cells it has not seen:
   4. harness-fit the sweep directory: fit.json and report.md score the prediction and, with
      compare=, compare every cell and the law with a reference study.
 Everything goes to results_dir/<the study's sweep> (default results_dir=results). Rerunning resumes;
-an existing prediction.json is kept, never rewritten.
+an existing prediction.json is kept, never rewritten. Any other KEY=VALUE is a Hydra override given
+to every stage's harness-train (e.g. data.vocab_size=257): it changes the cells' identities, so use a
+new results_dir for it.
 
 studies (conf/study):
 """
@@ -66,13 +69,18 @@ def load(name: str) -> Study:
 
 
 def parse(argv: list[str]) -> dict:
+    """The study's own options, and `overrides`: every other KEY=VALUE, for each harness-train."""
     allowed = {"study": None, "results_dir": "results", "compare": "", "n_bootstrap": "1000"}
-    out = dict(allowed)
+    out = {**allowed, "overrides": []}
     for a in argv:
         key, eq, value = a.partition("=")
-        if not eq or key not in allowed:
-            raise HarnessError(f"unknown argument {a!r}; takes {', '.join(k + '=' for k in allowed)}")
-        out[key] = value
+        if not eq or not key:
+            raise HarnessError(f"unknown argument {a!r}; takes {', '.join(k + '=' for k in allowed)} "
+                               "and Hydra overrides KEY=VALUE")
+        if key in allowed:
+            out[key] = value
+        else:
+            out["overrides"].append(a)
     if not out["study"]:
         raise HarnessError("missing required option: study=NAME")
     if not out["n_bootstrap"].isdigit():
@@ -178,6 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as e:
         print(f"harness-study: error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # noqa: BLE001  Hydra composition errors (a bad override), as harness-plan
+        if type(e).__module__.split(".")[0] not in ("hydra", "omegaconf"):
+            raise
+        print(f"harness-study: error: {one_line(e)}", file=sys.stderr)
+        return 2
 
 
 def _main(argv: list[str]) -> int:
@@ -186,7 +199,7 @@ def _main(argv: list[str]) -> int:
 
     args = parse(argv)
     study = load(args["study"])
-    common = [f"results_dir={args['results_dir']}"]
+    common = [*args["overrides"], f"results_dir={args['results_dir']}"]
     sweep_dir = Path(args["results_dir"]) / study.sweep
     os.environ["HARNESS_COMMAND"] = shlex.join(["harness-study", *argv])  # recorded with every run
     held = held_out_cells(study, common)  # resolved first: a bad holdout stage fails before any training

@@ -35,7 +35,7 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from harness import accounting, fastpath, model, train  # noqa: E402
+from harness import accounting, fastpath, loop, model  # noqa: E402
 from harness.config import Config, ModelConfig  # noqa: E402
 
 PEAK_BF16 = {"H100 PCIe": 756e12, "H100 NVL": 835e12, "H100": 989e12, "H200": 989e12,
@@ -97,7 +97,7 @@ def build(side: str, m: ModelConfig, args, device: torch.device):
         net = model.build(m, args.vocab, seed=0)
         loss = fastpath.full_logits_loss if side == "hf_full_logits" else fastpath.lm_loss  # the former: unfused
     net = net.to(device)
-    return net, train.make_optimizer(net, Config(), 1e-3, device), loss
+    return net, loop.make_optimizer(net, Config(), 1e-3, device), loss
 
 
 def time_side(side, m, args, device, tokens) -> dict:
@@ -108,7 +108,7 @@ def time_side(side, m, args, device, tokens) -> dict:
     cuda = device.type == "cuda"
     seqs, rng = args.batch_tokens // args.ctx, np.random.default_rng(0)
 
-    def step():  # train.Session.step, with random windows of a uint16 token array for the memmap
+    def step():  # loop.Session.step, with random windows of a uint16 token array for the memmap
         for group in opt.param_groups:
             group["lr"] = 1e-3
         starts = rng.integers(0, len(tokens) - args.ctx - 1, seqs)
@@ -181,7 +181,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--chunk-tokens", type=int, default=fastpath.CHUNK_TOKENS, help="rows per CE chunk")
     p.add_argument("--compile", choices=["auto", "on", "off"], default="auto", help="auto: on for cuda")
     p.add_argument("--with-unfused", action="store_true",
-                   help="also time HF GPT-2 with full-logits CE (train.loss_fn): what the chunked CE buys")
+                   help="also time HF GPT-2 with full-logits CE (fastpath.full_logits_loss): what the chunked CE buys")
     p.add_argument("--threads", type=int, help="torch CPU threads (1 is steadier on a shared machine)")
     p.add_argument("--smoke", action="store_true", help="one tiny size, compiled, 2 steps: does it run?")
     p.add_argument("--out", type=Path, help="JSON path; default results/bench/{gpu,cpu}_<date>.json")
@@ -205,7 +205,7 @@ def main(argv=None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # as train.Session
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # as loop.Session
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     peak = next((v for k, v in PEAK_BF16.items() if k in name), None) if device.type == "cuda" else None
     tokens = np.random.default_rng(0).integers(0, args.vocab, 2**22, dtype=np.uint16)

@@ -162,3 +162,22 @@ def test_cuda_bf16_compiled_chunked_matches_cpu_fp32():
     got, _ = trajectory(lambda n, x: f(n, x, chunk_tokens=13), device="cuda", autocast=True)
     # bf16 has 8 mantissa bits: ~0.4% per rounding; a few steps of training keep it around 1%.
     assert torch.allclose(got, want, rtol=2e-2, atol=0)
+
+
+def test_evaluation_computes_the_loss_only_not_the_heads_gradient():
+    """Under no_grad (evaluation) the head costs one matmul per chunk, and the loss is bit for bit
+    the training-mode value; a parameter's needs_input_grad alone would also run the gradient."""
+    net, x = tiny_net(), batch(b=4)
+    hidden = net.base_model(input_ids=x[:, :-1]).last_hidden_state.flatten(0, 1).detach()
+    head, y = net.get_output_embeddings().weight, x[:, 1:].flatten()
+    chunk = 20  # 64 rows: 4 chunks
+
+    def matmuls(grad: bool):
+        with torch.set_grad_enabled(grad), torch.profiler.profile() as prof:
+            loss = fastpath.chunked_cross_entropy(hidden, head, y, chunk)
+        return loss.detach(), sum(e.count for e in prof.key_averages() if e.key == "aten::mm")
+
+    eval_loss, eval_mm = matmuls(False)
+    train_loss, train_mm = matmuls(True)
+    assert eval_loss.item() == train_loss.item()
+    assert eval_mm == 4 and train_mm >= 3 * 4

@@ -21,7 +21,7 @@ def test_prediction_is_written_before_its_check_then_scored_and_never_rewritten(
     study = tmp_path / "study.yaml"
     study.write_text(STUDY)
     results = tmp_path / "results"
-    args = [f"study={study}", f"results_dir={results}", "n_bootstrap=100"]
+    args = [f"study={study}", f"results_dir={results}", "n_bootstrap=100", "optim.weight_decay=0.05"]
     first = cli("harness-study", *args, cwd=tmp_path, timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]
     sweep = results / "smoke"
@@ -29,6 +29,8 @@ def test_prediction_is_written_before_its_check_then_scored_and_never_rewritten(
     assert CONTRACT <= set(pred) and all(CELL <= set(c) for c in pred["cells"])
     runs, _ = collect(str(sweep))
     assert set(runs["status"]) == {"finished"} and len(runs) == 7
+    wds = {records.read(d)["config"]["optim"]["weight_decay"] for d in sweep.glob("*_s0_*") if records.read(d)}
+    assert wds == {0.05}  # the override reached both stages' runs
     held = runs[runs["D"] > 400000]
     assert len(pred["cells"]) == 1 and pred["cells"][0]["cell_key"] == held["cell_key"].item()
     assert held["cell_key"].item() not in pred["fitted_on"] and len(pred["fitted_on"]) == 6
@@ -114,3 +116,12 @@ def test_grouped_prediction_runs_end_to_end_on_the_committed_laptop_study(tmp_pa
     assert all(c["group"] in c["cell_key"] for c in made["cells"])  # each ladder's cells, its own law
     # the ladders' laws differ by far more than their noise: Llama is ~0.3 nats lower at 1.2e13
     assert by[("gpt2", 400000.0)] - by[("llama", 400000.0)] > 0.1
+
+
+def test_a_bad_override_fails_in_one_line_before_any_training(tmp_path):
+    for bad, message in [("bogus.key=1", "Could not override 'bogus.key'"),
+                         ("data.vocab_size=256", "data.vocab_size=256 is below 257")]:
+        out = cli("harness-study", "study=tiny", f"results_dir={tmp_path / 'r'}", bad, cwd=tmp_path)
+        lines = out.stderr.strip().splitlines()
+        assert out.returncode == 2 and len(lines) == 1 and message in lines[0], out.stderr[-2000:]
+        assert not (tmp_path / "r").exists()
