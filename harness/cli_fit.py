@@ -44,6 +44,7 @@ class FitConfig:
     tie: bool = False  # tie the exponents, beta = alpha (chinchilla/datacon)
     group_by: str = ""  # fit each group of this run column separately and test the difference (e.g. arch)
     compare: str = ""  # a reference study (its run records and fit.json, e.g. results/tiny): did this reproduce it?
+    prediction: str = ""  # a pre-registered prediction to score; "": runs/prediction.json where it exists
 
 
 def option_help() -> dict[str, str]:
@@ -130,6 +131,8 @@ def run(cfg: FitConfig) -> dict:
     from harness.collect import collect, fit_table
 
     check_out(cfg.out)
+    if cfg.prediction and not Path(cfg.prediction).is_file():
+        raise HarnessError(f"prediction={cfg.prediction}: no such file")
     columns = {"N": cfg.col_N, "D": cfg.col_D, "C": cfg.col_C, "loss": cfg.col_loss}
     runs, warnings = collect(cfg.runs, columns=columns, group=cfg.wandb_group or None,
                              sweep=cfg.wandb_sweep or None)
@@ -195,7 +198,7 @@ def _score_prediction(cfg: FitConfig, table) -> dict | None:
 
     from harness import prediction
 
-    path = Path(cfg.runs) / prediction.NAME
+    path = Path(cfg.prediction or Path(cfg.runs) / prediction.NAME)
     if not path.is_file():
         return None
     try:

@@ -51,6 +51,8 @@ class Study:
     fit: list  # [[harness-train -m args], ...], run side by side
     holdout: list
     fit_args: list = ()  # extra harness-fit options for the final fit, e.g. [group_by=arch]
+    prediction: str = "prediction.json"  # its file in the sweep directory; a second study of one sweep names its own
+    out: str = ""  # the final fit's folder inside the sweep directory ("" = the sweep directory itself)
 
 
 def load(name: str) -> Study:
@@ -64,8 +66,12 @@ def load(name: str) -> Study:
     missing = [k for k in ("sweep", "fit", "holdout") if not d.get(k)]
     if missing:
         raise HarnessError(f"{path}: missing {', '.join(missing)}")
+    prediction = str(d.get("prediction") or "prediction.json")
+    if Path(prediction).name != prediction or not prediction.endswith(".json"):
+        raise HarnessError(f"{path}: prediction={prediction!r} must be a file name ending in .json")
     return Study(path.stem, str(d["sweep"]), [list(map(str, e)) for e in d["fit"]],
-                 [list(map(str, e)) for e in d["holdout"]], [str(a) for a in d.get("fit_args") or []])
+                 [list(map(str, e)) for e in d["holdout"]], [str(a) for a in d.get("fit_args") or []],
+                 prediction, str(d.get("out") or ""))
 
 
 def parse(argv: list[str]) -> dict:
@@ -116,18 +122,38 @@ def held_out_cells(study: Study, common: list[str]) -> list:
     return rows
 
 
-def predict(sweep_dir: Path, held: list, n_bootstrap: int, group_by: str = "") -> dict:
-    """Fit the runs in sweep_dir (harness-fit's defaults) and predict the held-out cells."""
+def fit_stage_keys(study: Study, common: list[str]) -> list[str]:
+    """cell_key of every cell the fit stage trains (a WSD trunk's branches are KEY_D<tokens>)."""
+    from harness import plan
+
+    return [r.values["cell_key"] for entry in study.fit for r in plan.cells_of([*entry, *common], CONF_DIR)
+            if r.cfg is not None]
+
+
+def only_cells(runs, keys):
+    """The runs of these cells, and of their WSD branches (KEY_D<tokens>)."""
+    keys = set(keys)
+    return runs[[k in keys or k.rpartition("_D")[0] in keys for k in runs["cell_key"].astype(str)]]
+
+
+def predict(sweep_dir: Path, held: list, n_bootstrap: int, group_by: str = "", fit_keys=None,
+            path: Path | None = None) -> dict:
+    """Fit the runs in sweep_dir (harness-fit's defaults) and predict the held-out cells. With
+    fit_keys, only the runs of those cells (and their WSD branches) are fitted: other studies'
+    held-out cells may share the sweep directory."""
     from harness.cli_fit import resolve_convention
     from harness.collect import collect, fit_table
     from harness.prediction import NAME
 
+    path = path or sweep_dir / NAME
     ran = [r.cell for r in held if r.values["status"] != "todo"]  # plan.cells_of read each cell's record
     if ran:
-        raise HarnessError(f"held-out cell(s) {', '.join(ran)} already ran but {sweep_dir / NAME} "
+        raise HarnessError(f"held-out cell(s) {', '.join(ran)} already ran but {path} "
                            "does not exist: a prediction must be written before its check; remove those "
                            "cells' directories to pre-register one")
     runs, _ = collect(str(sweep_dir))
+    if fit_keys is not None:
+        runs = only_cells(runs, fit_keys)
     convention = resolve_convention(runs, "auto")
     table, _ = fit_table(runs, convention, group_by=group_by or None)
     return predict_table(table, held, n_bootstrap, convention, group_by)
@@ -194,7 +220,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    from harness import prediction
     from harness.cli_fit import fit_main
 
     args = parse(argv)
@@ -205,13 +230,13 @@ def _main(argv: list[str]) -> int:
     held = held_out_cells(study, common)  # resolved first: a bad holdout stage fails before any training
     t0 = time.time()
     run_stage("fit", study.fit, common)
-    path = sweep_dir / prediction.NAME
+    path = sweep_dir / study.prediction
     if path.exists():
         made = json.loads(path.read_text())
         print(f"harness-study: keeping {path} (created {made.get('created')}); it is never rewritten")
     else:
         group_by = next((a.partition("=")[2] for a in study.fit_args if a.startswith("group_by=")), "")
-        made = predict(sweep_dir, held, int(args["n_bootstrap"]), group_by)
+        made = predict(sweep_dir, held, int(args["n_bootstrap"]), group_by, fit_stage_keys(study, common), path)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(made, indent=2) + "\n")
         tmp.replace(path)
@@ -221,7 +246,7 @@ def _main(argv: list[str]) -> int:
             print(f"  {c['cell_key']}: predicted {c['predicted']:.4f} [{c['pi95'][0]:.4f}, {c['pi95'][1]:.4f}] "
                   f"at {c['projection_dex']:+.2f} dex beyond the fitted compute")
     run_stage("holdout", study.holdout, common)
-    fit_args = [f"runs={sweep_dir}", f"out={sweep_dir}", *study.fit_args]
+    fit_args = [f"runs={sweep_dir}", f"out={sweep_dir / study.out}", f"prediction={path}", *study.fit_args]
     if args["compare"]:
         fit_args.append(f"compare={args['compare']}")
     if args["n_bootstrap"] != "1000":

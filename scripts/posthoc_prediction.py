@@ -1,5 +1,5 @@
 """Post-hoc, labelled as such: what per-group laws fitted on a study's fit stage predict for its
-held-out cells, scored against what they measured.
+held-out cells, scored against what they measured. Like harness-study, it fits the study's fit-stage cells only.
 
 This is not a pre-registered prediction (it is made after the held-out cells ran, and the choice of
 grouping came from seeing them), so it never touches the study's prediction.json; it says what the
@@ -26,8 +26,9 @@ def main(argv: list[str]) -> int:
     runs, _ = collect(str(sweep_dir))
     convention = resolve_convention(runs, "auto")
     table, _ = fit_table(runs, convention, group_by=args["group_by"])
-    held_keys = {r.values["cell_key"] for r in held}
-    made = study.predict_table(table[~table["cell_key"].isin(held_keys)], held, 1000, convention, args["group_by"])
+    fit_keys = study.fit_stage_keys(s, [f"results_dir={args.get('results_dir', 'results')}"])
+    fitted = fit_table(study.only_cells(runs, fit_keys), convention, group_by=args["group_by"])[0]
+    made = study.predict_table(fitted, held, 1000, convention, args["group_by"])
     scored = prediction.score(made, table)
     out = {"posthoc": True, "note": __doc__.split("\n\n")[1].replace("\n", " "), "command":
            "python scripts/posthoc_prediction.py " + " ".join(argv), "prediction": made, "score": scored}

@@ -82,6 +82,7 @@ def test_unidentifiable_design_warns_everywhere(tmp_path, capsys):
     (["runs=x", "out=y", "n_bootstrap=lots"], "n_bootstrap"),
     (["runs=x", "out=y", "no_such_option=1"], "no_such_option"),
     (["runs"], "key=value"),
+    (["runs=x", "out=y", "prediction=/no/such/prediction.json"], "prediction=/no/such/prediction.json: no such file"),
 ])
 def test_errors_are_one_line_exit_2(args, match, capsys):
     assert fit_main(args) == 2

@@ -53,6 +53,19 @@ def test_prediction_is_written_before_its_check_then_scored_and_never_rewritten(
     assert (sweep / "prediction.json").read_bytes() == before  # kept, never refitted
     assert collect(str(sweep))[0]["run_id"].tolist() == runs["run_id"].tolist()  # nothing retrained
 
+    fit_before = (sweep / "fit.json").read_bytes()
+    second = tmp_path / "second.yaml"  # a second study of the same sweep: its own file and folder
+    second.write_text(STUDY.replace("budget.tokens=480000", "budget.tokens=360000")
+                      + "prediction: prediction_b.json\nout: b\n")
+    other = cli("harness-study", f"study={second}", *args[1:], cwd=tmp_path, timeout=900)
+    assert other.returncode == 0, other.stderr[-3000:]
+    pred_b = json.loads((sweep / "prediction_b.json").read_text())
+    assert sorted(pred_b["fitted_on"]) == sorted(pred["fitted_on"])  # not the first study's held-out cell
+    assert pred_b["cells"][0]["cell_key"] not in (pred["cells"][0]["cell_key"], *pred["fitted_on"])
+    scored_b = json.loads((sweep / "b" / "fit.json").read_text())["prediction_score"]
+    assert [c["cell_key"] for c in scored_b["cells"]] == [pred_b["cells"][0]["cell_key"]]
+    assert (sweep / "prediction.json").read_bytes() == before and (sweep / "fit.json").read_bytes() == fit_before
+
     (sweep / "prediction.json").unlink()  # a prediction made after its check is refused
     late = cli("harness-study", *args, cwd=tmp_path, timeout=900)
     assert late.returncode == 2 and not (sweep / "prediction.json").exists()
