@@ -36,9 +36,11 @@ Train a scaling study and test its law on cells it has not seen:
   4. harness-fit the sweep directory: fit.json and report.md score the prediction and, with
      compare=, compare every cell and the law with a reference study.
 Everything goes to results_dir/<the study's sweep> (default results_dir=results). Rerunning resumes;
-an existing prediction.json is kept, never rewritten. Any other KEY=VALUE is a Hydra override given
-to every stage's harness-train (e.g. data.vocab_size=257): it changes the cells' identities, so use a
-new results_dir for it.
+an existing prediction.json is kept, never rewritten. The prediction is fitted on the fit stage's
+cells only; a study YAML may name its own `prediction:` file and final-fit `out:` folder, so that
+two studies can share one sweep. Any other KEY=VALUE is a Hydra override given to every stage's
+harness-train (e.g. data.vocab_size=257): it changes the cells' identities, so use a new
+results_dir for it.
 
 studies (conf/study):
 """

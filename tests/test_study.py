@@ -123,7 +123,8 @@ def test_grouped_prediction_runs_end_to_end_on_the_committed_laptop_study(tmp_pa
             shutil.copytree(cell, sweep / cell.name)
     held = plan.cells_of(["sweep=laptop_holdout", f"results_dir={tmp_path}"], CONF)
     assert {r.values["status"] for r in held} == {"todo"}
-    made = study.predict(sweep, held, 50, "arch")
+    fit_keys = study.fit_stage_keys(study.load("laptop"), [f"results_dir={tmp_path}"])
+    made = study.predict(sweep, held, 50, "arch", fit_keys)  # not laptop_check's later held-out cells
     assert set(made["groups"]) == {"gpt2", "llama"} and len(made["fitted_on"]) == 60
     by = {(c["group"], round(c["N"], -5)): c["predicted"] for c in made["cells"]}
     assert all(c["group"] in c["cell_key"] for c in made["cells"])  # each ladder's cells, its own law
