@@ -13,7 +13,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from harness.config import CONF_DIR, Config, register
-from harness.errors import HarnessError, one_line
+from harness.errors import HarnessError, is_config_error, one_line
 
 
 def to_config(cfg: DictConfig) -> Config:
@@ -105,7 +105,7 @@ def plan_main() -> None:
     except HarnessError as e:
         _die("harness-plan", str(e))
     except Exception as e:  # noqa: BLE001  Hydra composition errors
-        if type(e).__module__.split(".")[0] not in ("hydra", "omegaconf"):
+        if not is_config_error(e):
             raise
         _die("harness-plan", one_line(e))
     if found["errors"]:

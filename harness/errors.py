@@ -10,6 +10,12 @@ class Diverged(HarnessError):
     """A loss became NaN or Inf during training; the message names the step."""
 
 
+def is_config_error(e: BaseException) -> bool:
+    """A Hydra or OmegaConf composition error (unknown option or key, wrong type): bad input that
+    entry points report with `one_line`, where any other exception is a bug to show in full."""
+    return type(e).__module__.split(".")[0] in ("hydra", "omegaconf")
+
+
 def one_line(e: BaseException) -> str:
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     text = lines[0] if lines else type(e).__name__

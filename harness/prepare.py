@@ -15,7 +15,7 @@ from pathlib import Path
 
 from harness import corpus
 from harness.config import compose
-from harness.errors import HarnessError, one_line
+from harness.errors import HarnessError, is_config_error, one_line
 
 HELP = """usage: harness-prepare out=DIR [data=PRESET] [data.KEY=VALUE ...]
 
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"harness-prepare: error: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # noqa: BLE001  Hydra composition errors, one line
-        if type(e).__module__.split(".")[0] not in ("hydra", "omegaconf"):
+        if not is_config_error(e):
             raise
         print(f"harness-prepare: error: {one_line(e)}", file=sys.stderr)
         return 2

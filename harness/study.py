@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.config import CONF_DIR
-from harness.errors import HarnessError, one_line
+from harness.errors import HarnessError, is_config_error, one_line
 
 USAGE = ("harness-study study=NAME [results_dir=DIR] [compare=REFERENCE_DIR] [n_bootstrap=N] "
          "[KEY=VALUE ...]")
@@ -125,24 +125,28 @@ def held_out_cells(study: Study, common: list[str]) -> list:
 
 
 def fit_stage_keys(study: Study, common: list[str]) -> list[str]:
-    """cell_key of every cell the fit stage trains (a WSD trunk's branches are KEY_D<tokens>)."""
-    from harness import plan
+    """cell_key of every run the fit stage trains: each WSD branch of a trunk (Spec.branch names
+    them), or the run itself."""
+    from harness import plan, spec
 
-    return [r.values["cell_key"] for entry in study.fit for r in plan.cells_of([*entry, *common], CONF_DIR)
-            if r.cfg is not None]
+    keys = []
+    for entry in study.fit:
+        for r in plan.cells_of([*entry, *common], CONF_DIR):
+            if r.cfg is not None:
+                s = spec.resolve(r.cfg)
+                keys += [s.branch(end).cell_key for _, end in s.branches] or [s.cell_key]
+    return keys
 
 
 def only_cells(runs, keys):
-    """The runs of these cells, and of their WSD branches (KEY_D<tokens>)."""
-    keys = set(keys)
-    return runs[[k in keys or k.rpartition("_D")[0] in keys for k in runs["cell_key"].astype(str)]]
+    """The runs whose cell_key is one of keys."""
+    return runs[runs["cell_key"].isin(set(keys))]
 
 
-def predict(sweep_dir: Path, held: list, n_bootstrap: int, group_by: str = "", fit_keys=None,
+def predict(sweep_dir: Path, held: list, n_bootstrap: int, group_by: str, fit_keys: list[str],
             path: Path | None = None) -> dict:
-    """Fit the runs in sweep_dir (harness-fit's defaults) and predict the held-out cells. With
-    fit_keys, only the runs of those cells (and their WSD branches) are fitted: other studies'
-    held-out cells may share the sweep directory."""
+    """Fit the fit stage's runs in sweep_dir (harness-fit's defaults) and predict the held-out cells.
+    Only the runs of fit_keys are fitted: other studies' held-out cells may share the directory."""
     from harness.cli_fit import resolve_convention
     from harness.collect import collect, fit_table
     from harness.prediction import NAME
@@ -153,9 +157,7 @@ def predict(sweep_dir: Path, held: list, n_bootstrap: int, group_by: str = "", f
         raise HarnessError(f"held-out cell(s) {', '.join(ran)} already ran but {path} "
                            "does not exist: a prediction must be written before its check; remove those "
                            "cells' directories to pre-register one")
-    runs, _ = collect(str(sweep_dir))
-    if fit_keys is not None:
-        runs = only_cells(runs, fit_keys)
+    runs = only_cells(collect(str(sweep_dir))[0], fit_keys)
     convention = resolve_convention(runs, "auto")
     table, _ = fit_table(runs, convention, group_by=group_by or None)
     return predict_table(table, held, n_bootstrap, convention, group_by)
@@ -215,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"harness-study: error: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # noqa: BLE001  Hydra composition errors (a bad override), as harness-plan
-        if type(e).__module__.split(".")[0] not in ("hydra", "omegaconf"):
+        if not is_config_error(e):
             raise
         print(f"harness-study: error: {one_line(e)}", file=sys.stderr)
         return 2
