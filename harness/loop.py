@@ -5,6 +5,8 @@ Cosine runs (train.py) and WSD trunks and branches (wsd.py) all step through `ru
 from __future__ import annotations
 
 import copy
+import ctypes
+import ctypes.util
 import math
 import platform
 import time
@@ -28,6 +30,30 @@ from harness.spec import Spec
 # cell's loss independent of the machine's core count (threads change a loss: records.env_key).
 DEFAULT_THREADS = 1
 
+# glibc hands freed blocks back to the kernel (mmap above a threshold, heap trimming above another),
+# so a big buffer allocated again is page-faulted in again, zero-filled by the kernel. Both thresholds
+# start at 128 KiB and rise only after a big block is freed, so how many faults a step pays depends on
+# what ran before it: `scripts/bench_throughput.py` (no evaluation) measured ~2000 faults per step of
+# gpt2 2L/36d at 512 tokens and 20-25 % of the step; a real cell, where the step-0 evaluation had
+# already raised them, ~0.3 per step, but each evaluation then faulted ~300k times. Fixed thresholds
+# make it deterministic: real cells (gpt2-30k and -50k, 300k tokens, two side by side, 3 repeats)
+# went from 1.8-2.8M to 0.12M faults, 7.2-10.4 s to 3.7-4.7 s for 6 evaluations (with fastpath's
+# blocked evaluation), the same step times and the same losses bit for bit (the allocator decides
+# where a tensor lives, not what is computed). Blocks above MMAP_THRESHOLD (glibc's maximum) still
+# go to mmap.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers, glibc malloc.h
+MMAP_THRESHOLD, TRIM_THRESHOLD = 32 << 20, 1 << 30
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc keep freed memory for reuse; False where the C library has no mallopt (macOS,
+    Windows) or refuses it (musl), which leaves the allocator as it was."""
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
 
 def pick_device(name: str) -> torch.device:
     if name == "auto":
@@ -41,6 +67,8 @@ def setup(cfg: Config) -> tuple[torch.device, dict]:
     """Pick the device, set CPU threads, and return the environment recorded with every run."""
     device = pick_device(cfg.device)
     torch.set_num_threads(cfg.threads or DEFAULT_THREADS)
+    if device.type == "cpu":
+        keep_freed_memory()
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     if device.type == "cuda":
@@ -71,8 +99,11 @@ def make_optimizer(net: torch.nn.Module, cfg: Config, lr: float, device: torch.d
     decay = [p for p in net.parameters() if p.dim() >= 2]  # matrices; not norms and biases
     no_decay = [p for p in net.parameters() if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, betas=(o.beta1, o.beta2), eps=o.eps,
-                             fused=device.type == "cuda")
+    # CUDA: one fused kernel. CPU: foreach, the same per-tensor arithmetic as the default loop (weights
+    # bit-identical after 60 steps of gpt2 2L/36d; tests/test_loop.py) without its Python overhead:
+    # 1.34 against 1.83 ms per step there. CPU fused=True is faster still but changes the weights.
+    cuda = device.type == "cuda"
+    return torch.optim.AdamW(groups, lr=lr, betas=(o.beta1, o.beta2), eps=o.eps, fused=cuda, foreach=not cuda)
 
 
 class Session:

@@ -183,6 +183,9 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--with-unfused", action="store_true",
                    help="also time HF GPT-2 with full-logits CE (fastpath.full_logits_loss): what the chunked CE buys")
     p.add_argument("--threads", type=int, help="torch CPU threads (1 is steadier on a shared machine)")
+    p.add_argument("--malloc", choices=["keep", "default"], default="keep",
+                   help="CPU: keep freed memory in the heap as harness training does (loop.keep_freed_memory), "
+                        "or leave glibc's defaults; both sides share the process, so both get it")
     p.add_argument("--smoke", action="store_true", help="one tiny size, compiled, 2 steps: does it run?")
     p.add_argument("--out", type=Path, help="JSON path; default results/bench/{gpu,cpu}_<date>.json")
     args = p.parse_args(argv)
@@ -204,6 +207,8 @@ def main(argv=None) -> dict:
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if device.type == "cpu" and args.malloc == "keep" and not loop.keep_freed_memory():
+        print("this C library has no mallopt: --malloc keep has no effect")
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # as loop.Session
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"

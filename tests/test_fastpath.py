@@ -181,3 +181,23 @@ def test_evaluation_computes_the_loss_only_not_the_heads_gradient():
     train_loss, train_mm = matmuls(True)
     assert eval_loss.item() == train_loss.item()
     assert eval_mm == 4 and train_mm >= 3 * 4
+
+
+def test_cpu_evaluation_in_cache_sized_blocks_gives_the_same_loss_bit_for_bit(monkeypatch):
+    """Evaluation on CPU computes logits a few rows at a time (fastpath.CPU_EVAL_BLOCK_BYTES) but
+    sums the per-row losses one chunk at a time as before, so the loss does not change by one bit."""
+    net, x = tiny_net(d=24), batch(b=5, seed=3)
+    hidden = net.base_model(input_ids=x[:, :-1]).last_hidden_state.flatten(0, 1).detach()
+    head, y = net.get_output_embeddings().weight.detach(), x[:, 1:].flatten()
+    blocks = []
+    row_losses = fastpath._row_losses
+    monkeypatch.setattr(fastpath, "_row_losses", lambda h, *a: blocks.append(len(h)) or row_losses(h, *a))
+    losses = {}
+    for rows in (7, 10**9):  # 7 rows: 80 rows in chunks of 33 become blocks of 7 (and 5); 10**9: unblocked
+        monkeypatch.setattr(fastpath, "CPU_EVAL_BLOCK_BYTES", rows * V * 4)
+        blocks.clear()
+        with torch.no_grad():
+            losses[rows] = fastpath.chunked_cross_entropy(hidden, head, y, chunk_tokens=33)
+        assert max(blocks) == min(rows, 33)
+    assert losses[7].item() == losses[10**9].item()
+    assert losses[7].item() == pytest.approx(F.cross_entropy(hidden @ head.t(), y).item(), rel=1e-6)
