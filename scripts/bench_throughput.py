@@ -4,9 +4,9 @@ Usage:
   python scripts/bench_throughput.py --device cuda            # 4L/128d .. 12L/768d, V=32768, T=1024
   python scripts/bench_throughput.py --device cpu             # tiny sizes, eager, < 90 s on 2 cores
   python scripts/bench_throughput.py --device cpu --smoke     # one tiny size through torch.compile
-Both sides run in one process on the same batches with the same step: host uint16 tokens -> pinned,
-non-blocking copy -> bf16 autocast loss -> backward -> clip -> fused AdamW, no host sync inside the
-timed steps. They differ only in model and loss: harness = HF GPT-2 from `harness.model.build` with
+Both sides run in one process, alternating in rounds (each reports its median round), on the same
+batches with the same step: host uint16 tokens -> pinned, non-blocking copy -> bf16 autocast loss ->
+backward -> clip -> fused AdamW (CPU: foreach), no host sync inside the timed steps. They differ only in model and loss: harness = HF GPT-2 from `harness.model.build` with
 `fastpath.lm_loss` (chunked CE); reference = the nanoGPT-style `RefGPT` below with full logits.
 Writes results/bench/{gpu,cpu}_<YYYY-MM-DD>.json.
 
@@ -100,9 +100,9 @@ def build(side: str, m: ModelConfig, args, device: torch.device):
     return net, loop.make_optimizer(net, Config(), 1e-3, device), loss
 
 
-def time_side(side, m, args, device, tokens) -> dict:
+def make_side(side, m, args, device, tokens) -> dict:
+    """One side's model, optimizer and step function, warmed up (the first step compiles)."""
     net, opt, loss_fn = build(side, m, args, device)
-    n_params = model.count_params(net)
     if args.compile:
         loss_fn = fastpath.compile_loss(loss_fn)
     cuda = device.type == "cuda"
@@ -123,23 +123,45 @@ def time_side(side, m, args, device, tokens) -> dict:
         opt.zero_grad(set_to_none=True)
         return loss.detach()
 
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    for _ in range(args.warmup):  # the first step compiles
+    for _ in range(args.warmup):
         loss = step()
-    sync()
-    t1 = time.perf_counter()
-    for _ in range(args.steps):
-        loss = step()
-    sync()
-    seconds = time.perf_counter() - t1
-    out = {"N": n_params, "warmup_s": round(t1 - t0, 2), "step_ms": 1e3 * seconds / args.steps,
-           "tokens_per_s": args.steps * seqs * args.ctx / seconds, "final_loss": loss.item()}
-    if cuda:
-        out["peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
-    return out
+    sync(device)
+    return {"step": step, "loss": loss, "round_ms": [], "peak": 0.0,
+            "out": {"N": model.count_params(net), "warmup_s": round(time.perf_counter() - t0, 2)}}
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_sides(sides: list[str], m, args, device, tokens) -> dict:
+    """Every side's step time: `args.rounds` rounds, each timing steps/rounds steps of every side in
+    turn, reported as the median round. A machine whose speed drifts (a shared host: the same side
+    measured 16.3 and 25.9 ms/step an hour apart here) then slows every side alike."""
+    state = {side: make_side(side, m, args, device, tokens) for side in sides}
+    per_round = max(1, args.steps // args.rounds)
+    for _ in range(args.rounds):
+        for side, st in state.items():
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            t0 = time.perf_counter()
+            for _ in range(per_round):
+                st["loss"] = st["step"]()
+            sync(device)
+            st["round_ms"].append(1e3 * (time.perf_counter() - t0) / per_round)
+            if device.type == "cuda":
+                st["peak"] = max(st["peak"], torch.cuda.max_memory_allocated() / 2**30)
+    results = {}
+    for side, st in state.items():
+        ms = float(np.median(st["round_ms"]))
+        out = dict(st["out"], step_ms=ms, tokens_per_s=1e3 * args.batch_tokens / ms,
+                   round_ms=[round(v, 3) for v in st["round_ms"]], final_loss=st["loss"].item())
+        if device.type == "cuda":
+            out["peak_mem_gib"] = st["peak"]  # all sides are alive at once: an upper bound
+        results[side] = out
+    return results
 
 
 def bench_size(spec: str, args, device, tokens, peak) -> dict:
@@ -150,11 +172,11 @@ def bench_size(spec: str, args, device, tokens, peak) -> dict:
     fpt = {"6N": 6 * n_matmul, "6N+attn": 6 * n_matmul + 12 * n_layer * args.ctx * d}
     row = {"size": f"{n_layer}L/{d}d", "n_layer": n_layer, "n_embd": d, "n_head": m.n_head,
            "N_nonembed": n_nonembed, "N_matmul": n_matmul, "flops_per_token": fpt}
-    for side in args.sides:
-        r = time_side(side, m, args, device, tokens)
-        gc.collect()  # the side's model and optimizer state, before the next one allocates
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+    timed = time_sides(args.sides, m, args, device, tokens)
+    gc.collect()  # the sides' models and optimizer states, before the next size allocates
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    for side, r in timed.items():
         if peak:
             r.update({f"mfu_{k}": v * r["tokens_per_s"] / peak for k, v in fpt.items()})
         row[side] = r
@@ -174,6 +196,8 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--device", choices=["cuda", "cpu"], default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--sizes", help="comma-separated n_layer x n_embd, e.g. 4x128,12x768 (n_head = n_embd/64)")
     p.add_argument("--steps", type=int, help="timed optimizer steps per side and size")
+    p.add_argument("--rounds", type=int, default=5, help="the timed steps are split into this many "
+                   "rounds, alternating sides; each side's step time is its median round")
     p.add_argument("--warmup", type=int, help="untimed steps first (compilation happens in the first)")
     p.add_argument("--batch-tokens", type=int, help="tokens per optimizer step (a multiple of --ctx)")
     p.add_argument("--vocab", type=int)
