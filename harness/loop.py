@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import ctypes
-import ctypes.util
 import math
 import platform
 import time
@@ -49,8 +48,8 @@ def keep_freed_memory() -> bool:
     """Make glibc keep freed memory for reuse; False where the C library has no mallopt (macOS,
     Windows) or refuses it (musl), which leaves the allocator as it was."""
     try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
-    except (OSError, AttributeError):
+        mallopt = ctypes.CDLL(None).mallopt  # the process's own C library, whichever it is
+    except (OSError, AttributeError, TypeError):  # TypeError: Windows cannot load None
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 

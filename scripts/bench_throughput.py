@@ -6,8 +6,9 @@ Usage:
   python scripts/bench_throughput.py --device cpu --smoke     # one tiny size through torch.compile
 Both sides run in one process, alternating in rounds (each reports its median round), on the same
 batches with the same step: host uint16 tokens -> pinned, non-blocking copy -> bf16 autocast loss ->
-backward -> clip -> fused AdamW (CPU: foreach), no host sync inside the timed steps. They differ only in model and loss: harness = HF GPT-2 from `harness.model.build` with
-`fastpath.lm_loss` (chunked CE); reference = the nanoGPT-style `RefGPT` below with full logits.
+backward -> clip -> fused AdamW (CPU: foreach), no host sync inside the timed steps. They differ
+only in model and loss: harness = HF GPT-2 from `harness.model.build` with `fastpath.lm_loss`
+(chunked CE); reference = the nanoGPT-style `RefGPT` below with full logits.
 Writes results/bench/{gpu,cpu}_<YYYY-MM-DD>.json.
 
 MFU conventions (FLOPs per token, training = 3 x forward):
@@ -127,7 +128,7 @@ def make_side(side, m, args, device, tokens) -> dict:
     for _ in range(args.warmup):
         loss = step()
     sync(device)
-    return {"step": step, "loss": loss, "round_ms": [], "peak": 0.0,
+    return {"step": step, "loss": loss,
             "out": {"N": model.count_params(net), "warmup_s": round(time.perf_counter() - t0, 2)}}
 
 
@@ -140,7 +141,7 @@ def time_sides(sides: list[str], m, args, device, tokens) -> dict:
     """Every side's step time: `args.rounds` rounds, each timing steps/rounds steps of every side in
     turn, reported as the median round. A machine whose speed drifts (a shared host: the same side
     measured 16.3 and 25.9 ms/step an hour apart here) then slows every side alike."""
-    state = {side: make_side(side, m, args, device, tokens) for side in sides}
+    state = {side: dict(make_side(side, m, args, device, tokens), round_ms=[], peak=0.0) for side in sides}
     per_round = max(1, args.steps // args.rounds)
     for _ in range(args.rounds):
         for side, st in state.items():
