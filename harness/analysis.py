@@ -86,13 +86,19 @@ def _slope(C, Y):
     return (y - y.mean(axis=-1, keepdims=True)) @ x / (x @ x)
 
 
-def _isoflop_section(N, L, C, counts, tol_dex) -> dict | None:
+ISOFLOP_INTERVAL = ("wild bootstrap of each budget's parabola (sizes fixed, each cell's residual times a "
+                    "random sign); resampling cells instead overstates the interval 3-5x at 5-7 sizes per "
+                    "budget in simulation (scripts/noise_floor.py, tests/test_noisefloor.py)")
+
+
+def _isoflop_section(N, L, C, n_bootstrap, seed, tol_dex) -> dict | None:
     res = iso.isoflop(N, L, C, tol_dex=tol_dex)
     if res is None:
         return None
-    if res["a"] is not None and counts is not None:
-        s = iso.isoflop_bootstrap(N, L, C, counts, tol_dex=tol_dex)
+    if res["a"] is not None and n_bootstrap > 0:
+        s = iso.isoflop_wild_bootstrap(N, L, C, n_bootstrap, seed=seed, tol_dex=tol_dex)
         res["stderr"], res["ci95"] = summarise(s)
+        res["interval"] = ISOFLOP_INTERVAL
     return res
 
 
@@ -172,10 +178,6 @@ def analyse(table: pd.DataFrame, *, n_bootstrap=1000, seed=0, holdout=0.1, budge
     choice = model_choice(sections, rollouts, requested)
     head = fits[choice["headline"]]
     warnings = _warnings(fits, choice, skipped)
-    counts = None
-    if n_bootstrap > 0:
-        rng = np.random.default_rng(seed)  # same seed, same resamples as the parametric bootstrap
-        counts = rng.multinomial(len(L), np.full(len(L), 1.0 / len(L)), size=n_bootstrap)
     chin = next((f for f in fits.values() if f.form.name == "chinchilla"), None)
     results = {
         "n_points": int(len(L)),
@@ -183,7 +185,7 @@ def analyse(table: pd.DataFrame, *, n_bootstrap=1000, seed=0, holdout=0.1, budge
         "forms_skipped": skipped,
         "model_choice": choice,
         "parametric": _parametric_section(chin) if chin is not None else None,
-        "isoflop": _isoflop_section(N, L, C, counts, tol_dex),
+        "isoflop": _isoflop_section(N, L, C, n_bootstrap, seed, tol_dex),
         "compute_optimal": compute_optimal_section(head, budgets, float(C.max())) if head.identifiable else None,
         "backtest": backtest(head.form, forms.data(head.form, table), L, C, holdout=holdout,
                              n_bootstrap=min(n_bootstrap, 200), seed=seed),

@@ -183,3 +183,43 @@ def _scale(c, alpha):
 def _best_per(X, L):
     ux = np.unique(X)
     return ux, np.array([L[X == u].min() for u in ux])
+
+
+def isoflop_wild_bootstrap(N, L, C, n_resamples=1000, seed=0, tol_dex=0.02) -> dict:
+    """Bootstrap samples of a and b with the sizes held fixed: a wild bootstrap of each budget's parabola.
+
+    The sizes of an IsoFLOP grid are designed, not sampled, so resampling cells (isoflop_bootstrap)
+    answers the wrong question: with 5-7 sizes per budget a resample keeps 3-4 distinct sizes and
+    the vertex swings far more than noise moves it. Here every resample keeps every cell and
+    perturbs its loss by its own parabola residual times a random sign (Rademacher; Wu 1986, Liu
+    1988), the residual rescaled by 1/sqrt(1 - leverage) (MacKinnon & White 1985's HC2) so that a
+    3-parameter fit to 5 points does not shrink the noise. A cell keeps its own residual size, so
+    noisier cells (short D, on the early plateau) stay noisier. Budgets as isoflop_bootstrap."""
+    N, L, C = (np.asarray(v, float) for v in (N, L, C))
+    full = isoflop(N, L, C, tol_dex=tol_dex)
+    if not full or full["a"] is None:
+        return {}
+    rng = np.random.default_rng(seed)
+    labels = group_budgets(C, tol_dex)
+    keep_g = [labels[np.argmin(np.abs(np.log(C) - np.log(b["C"])))] for b in full["budgets"]]
+    logC = np.array([np.log(C[labels == g]).mean() for g in keep_g])
+    xs = np.empty((n_resamples, len(keep_g)))
+    for j, g in enumerate(keep_g):
+        m = labels == g
+        x = np.log(N[m])
+        centre, scale = x.mean(), np.ptp(x) / 2
+        X = np.column_stack([np.ones(m.sum()), (x - centre) / scale, ((x - centre) / scale) ** 2])
+        P = np.linalg.pinv(X)  # (3, n): coefficients = P @ y
+        fitted = X @ (P @ L[m])
+        lev = np.clip(np.einsum("ij,ji->i", X, P), 0.0, 0.99)
+        r = (L[m] - fitted) / np.sqrt(1.0 - lev)
+        signs = rng.choice([-1.0, 1.0], size=(n_resamples, m.sum()))
+        coef = (fitted + signs * r) @ P.T
+        u, _ = _vertex(coef, centre, scale)
+        xs[:, j] = np.where((u > x.min()) & (u < x.max()), u, np.nan)
+    a = np.full(n_resamples, np.nan)
+    for r_ in range(n_resamples):
+        ok = np.isfinite(xs[r_])
+        if ok.sum() >= 2:
+            a[r_] = np.polyfit(logC[ok], xs[r_, ok], 1)[0]
+    return {"a": a, "b": 1.0 - a}

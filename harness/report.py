@@ -127,7 +127,8 @@ def _isoflop_md(iso: dict | None, env: dict, kaplan: dict) -> list[str]:
         lines += ["The data has no compute budget with >= 3 model sizes.", ""]
     else:
         lines += [f"a = {_g(iso['a'])} (95 % CI {_ci(iso.get('ci95', {}), 'a')}), "
-                  f"b = {_g(iso['b'])} (95 % CI {_ci(iso.get('ci95', {}), 'b')}).", "",
+                  f"b = {_g(iso['b'])} (95 % CI {_ci(iso.get('ci95', {}), 'b')})"
+                  + (f"; interval: {iso['interval']}." if iso.get("interval") else "."), "",
                   "| C | N_opt | D_opt | loss_opt | points |", "|---|---|---|---|---|"]
         lines += [f"| {_g(b['C'], '.3g')} | {_g(b['N_opt'])} | {_g(b['D_opt'])} | "
                   f"{_g(b['loss_opt'])} | {b['n_points']} |" for b in iso["budgets"]]
