@@ -8,6 +8,8 @@ Two noise models, both from the study's seeded cells:
 The study's own interval (fit.json) sits beside them.
 
 Usage: python scripts/noise_floor.py study=tiny results_dir=results out=results/noise_floor/tiny.json
+       [seeds=DIR]  more seeds of the study's cells, trained into DIR (e.g. results/noise_floor/tiny:
+                    harness-train -m sweep=tiny seed=1,2 model=gpt2-50k,gpt2-100k results_dir=results/noise_floor)
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from harness import forms, noisefloor, study
 from harness.cli_fit import resolve_convention
@@ -62,7 +65,14 @@ def run(args: dict) -> dict:
     X = forms.data(form, table)
     truth_fit = fit_form(form, X, table["loss"].to_numpy(float))
     truth = np.exp(form.log_predict(truth_fit.z[None], X)[0])
-    seeded = table[table["n_seeds"] > 1]
+    seeded = table
+    if args.get("seeds"):  # more seeds of the study's own cells, trained into another directory
+        extra, _ = collect(args["seeds"])
+        extra = study.only_cells(extra, set(runs["cell_key"]))
+        if extra.empty:
+            raise HarnessError(f"seeds={args['seeds']}: no run of this study's fitted cells")
+        seeded, _ = fit_table(pd.concat([runs, extra], ignore_index=True), resolve_convention(runs, "auto"))
+    seeded = seeded[seeded["n_seeds"] > 1]
     if seeded.empty:
         raise HarnessError(f"{sweep_dir}: no cell was trained with several seeds, so there is no measured noise")
     sd_D = noisefloor.sd_of_D(seeded["D"], seeded["loss_std"])
@@ -75,8 +85,8 @@ def run(args: dict) -> dict:
     lo, hi = iso_fit["ci95"]["a"]
     return {"command": "python scripts/noise_floor.py " + " ".join(argv_of(args)), "study_name": s.name,
             "n_cells": int(len(table)), "truth_form": head, "truth_params": truth_fit.params,
-            "seeded_cells": [{"cell_key": k, "D": float(d), "sd": float(v)}
-                             for k, d, v in zip(seeded["cell_key"], seeded["D"], seeded["loss_std"])],
+            "seeded_cells": [{"cell_key": k, "D": float(d), "sd": float(v), "n_seeds": int(n)} for k, d, v, n
+                             in zip(seeded["cell_key"], seeded["D"], seeded["loss_std"], seeded["n_seeds"])],
             "long_D_sd": longest,
             "study": {"a": iso_fit["a"], "ci95": [lo, hi], "half_width_95": (hi - lo) / 2,
                       "interval": iso_fit.get("interval", "resampling cells")},

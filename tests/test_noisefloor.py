@@ -77,11 +77,15 @@ def test_noise_floor_grows_with_noise():
 def test_noise_floor_script_on_the_committed_study(tmp_path):
     out = tmp_path / "nf.json"
     r = subprocess.run([sys.executable, "scripts/noise_floor.py", "study=tiny", "results_dir=results",
-                        f"out={out}", "n_draws=40"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                        f"out={out}", "n_draws=40", "seeds=results/noise_floor/tiny"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     got = json.loads(out.read_text())
     fit = json.loads((ROOT / "results" / "tiny" / "fit.json").read_text())
-    assert got["study"]["ci95"] == fit["isoflop"]["ci95"]["a"] and got["n_cells"] == len(got["seeded_cells"]) + 19
+    fitted = json.loads((ROOT / "results" / "tiny" / "prediction.json").read_text())["fitted_on"]
+    assert got["study"]["ci95"] == fit["isoflop"]["ci95"]["a"] and got["n_cells"] == len(fitted)
+    n_seeds = {c["cell_key"]: c["n_seeds"] for c in got["seeded_cells"]}  # the study's 2 seeds + 2 more
+    assert set(n_seeds) <= set(fitted) and sorted(n_seeds.values()).count(3) == 5 and len(n_seeds) == 9
     measured, long_d = got["scenarios"]["measured"], got["scenarios"]["long-D"]
     assert measured["cell_sd_range"][1] > long_d["cell_sd_range"][1]  # plateau cells are noisier
     assert measured["half_width_95"] > long_d["half_width_95"]
