@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 
 from harness import forms
+from harness import isoflop as iso
 from harness.allocate import allocation
 from harness.errors import HarnessError
-from harness.fit import bootstrap_form, fit_form
+from harness.fit import bootstrap_form, fit_form, summarise
 
 EXPONENTS = ("alpha", "beta", "alpha_N", "alpha_D")
 
@@ -50,9 +51,23 @@ def compare(table: pd.DataFrame, column: str, form: forms.Form, n_bootstrap=1000
         laws[str(g)] = {"n_points": int(len(part)), "params": fit.params,
                         "ci95": {k: (None if k in fit.not_identified else v) for k, v in fit.ci95.items()},
                         "not_identified": fit.not_identified,
-                        "loss_opt_at_C_ref": float(allocation(fit, fit.z[None], [c_ref])["loss_opt"][0, 0])}
+                        "loss_opt_at_C_ref": float(allocation(fit, fit.z[None], [c_ref])["loss_opt"][0, 0]),
+                        "isoflop": group_isoflop(part, n_bootstrap, seed)}
     first = names[0]
     diffs = {f"{first} - {g}": {k: difference(draws[first][k], draws[g][k]) for k in draws[first]}
              for g in names[1:]}
     return {"column": column, "form": form.label, "C_ref": c_ref, "laws": laws, "differences": diffs,
             "test": "independent bootstrap of each group; p-value = 2 min(P(d <= 0), P(d >= 0))"}
+
+
+def group_isoflop(part: pd.DataFrame, n_bootstrap: int, seed: int) -> dict | None:
+    """Approach 2 within one group: pooling groups whose losses differ (two ladders) puts that
+    difference into every parabola's residuals. a with its wild-bootstrap interval, as analysis."""
+    N, L, C = (part[k].to_numpy(float) for k in ("N", "loss", "C"))
+    res = iso.isoflop(N, L, C)
+    if res is None or res["a"] is None:
+        return None
+    out = {"a": res["a"], "n_budgets": len(res["budgets"]), "n_rejected": len(res["rejected"])}
+    if n_bootstrap > 0:
+        out["ci95"] = summarise({"a": iso.isoflop_wild_bootstrap(N, L, C, n_bootstrap, seed=seed)["a"]})[1].get("a")
+    return out

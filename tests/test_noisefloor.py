@@ -92,3 +92,29 @@ def test_noise_floor_script_on_the_committed_study(tmp_path):
     bad = subprocess.run([sys.executable, "scripts/noise_floor.py", "study=tiny", "results_dir=/nonexistent",
                           f"out={tmp_path / 'x.json'}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "noise_floor: error:" in bad.stderr
+
+
+def test_groups_get_their_own_approach_2():
+    """Two ladders with one a and losses 0.3 nats apart: each group's approach 2 recovers a with a
+    narrow interval; pooled, the offset lands in every parabola's residuals and widens it."""
+    import pandas as pd
+
+    from harness import forms, groups
+
+    N, C, truth = design()
+    rng = np.random.default_rng(3)
+    parts = [pd.DataFrame({"N": N, "D": C / (6 * N), "C": C, "arch": g,
+                           "loss": truth + shift + 0.005 * rng.standard_normal(len(N))})
+             for g, shift in (("gpt2", 0.3), ("llama", 0.0))]
+    table = pd.concat(parts, ignore_index=True)
+    out = groups.compare(table, "arch", forms.CHINCHILLA, 200)
+    a = TRUTH["beta"] / (TRUTH["alpha"] + TRUTH["beta"])
+    widths = []
+    for g in ("gpt2", "llama"):
+        iso_g = out["laws"][g]["isoflop"]
+        lo, hi = iso_g["ci95"]
+        assert iso_g["n_budgets"] == 4 and abs(iso_g["a"] - a) < 0.05 and lo < iso_g["a"] < hi
+        widths.append(hi - lo)
+    pooled = iso.isoflop_wild_bootstrap(table["N"], table["loss"], table["C"], 200)["a"]
+    lo, hi = np.nanpercentile(pooled, [2.5, 97.5])
+    assert hi - lo > 2 * max(widths)
