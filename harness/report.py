@@ -225,8 +225,9 @@ def _groups_md(gr: dict | None) -> list[str]:
         lines.append(f"| {g} | {law['n_points']} | {vals} | {_g(law['loss_opt_at_C_ref'])} |")
     iso_g = {g: law["isoflop"] for g, law in gr["laws"].items() if law.get("isoflop")}
     if iso_g:
-        lines += ["", "Approach 2 within each group (wild-bootstrap 95 % CI): " + "; ".join(
-            f"{g}: a = {_g(v['a'])} {_ci({'a': v['ci95']} if v.get('ci95') else {}, 'a')} over {v['n_budgets']} budgets" for g, v in iso_g.items()) + "."]
+        each = [f"{g}: a = {_g(v['a'])} {_ci({'a': v['ci95']} if v.get('ci95') else {}, 'a')} over "
+                f"{v['n_budgets']} budgets" for g, v in iso_g.items()]
+        lines += ["", "Approach 2 within each group (wild-bootstrap 95 % CI): " + "; ".join(each) + "."]
     lines += ["", f"Differences ({gr['test']}):", "", "| difference | quantity | median | 95 % CI | p |",
               "|---|---|---|---|---|"]
     for name, diff in gr["differences"].items():
