@@ -91,7 +91,7 @@ ISOFLOP_INTERVAL = ("wild bootstrap of each budget's parabola (sizes fixed, each
                     "budget in simulation (scripts/noise_floor.py, tests/test_noisefloor.py)")
 
 
-def _isoflop_section(N, L, C, n_bootstrap, seed, tol_dex) -> dict | None:
+def isoflop_section(N, L, C, n_bootstrap, seed, tol_dex) -> dict | None:
     res = iso.isoflop(N, L, C, tol_dex=tol_dex)
     if res is None:
         return None
@@ -185,7 +185,7 @@ def analyse(table: pd.DataFrame, *, n_bootstrap=1000, seed=0, holdout=0.1, budge
         "forms_skipped": skipped,
         "model_choice": choice,
         "parametric": _parametric_section(chin) if chin is not None else None,
-        "isoflop": _isoflop_section(N, L, C, n_bootstrap, seed, tol_dex),
+        "isoflop": isoflop_section(N, L, C, n_bootstrap, seed, tol_dex),
         "compute_optimal": compute_optimal_section(head, budgets, float(C.max())) if head.identifiable else None,
         "backtest": backtest(head.form, forms.data(head.form, table), L, C, holdout=holdout,
                              n_bootstrap=min(n_bootstrap, 200), seed=seed),

@@ -154,7 +154,8 @@ def run(cfg: FitConfig) -> dict:
         from harness import groups
 
         head = fits[results["model_choice"]["headline"]].form
-        results["groups"] = groups.compare(table, cfg.group_by, head, cfg.n_bootstrap, cfg.seed)
+        results["groups"] = groups.compare(table, cfg.group_by, head, cfg.n_bootstrap, cfg.seed,
+                                           tol_dex=cfg.budget_tol_dex)
     results["warnings"] = warnings + results["warnings"]
     results["provenance"] = {
         "runs": cfg.runs, "input_runs": table["run_id"].tolist(), "excluded": excluded,

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 
 from harness import forms
-from harness import isoflop as iso
 from harness.allocate import allocation
+from harness.analysis import isoflop_section
 from harness.errors import HarnessError
-from harness.fit import bootstrap_form, fit_form, summarise
+from harness.fit import bootstrap_form, fit_form
 
 EXPONENTS = ("alpha", "beta", "alpha_N", "alpha_D")
 
@@ -32,7 +32,7 @@ def difference(a: np.ndarray, b: np.ndarray) -> dict:
             "n": int(len(d))}
 
 
-def compare(table: pd.DataFrame, column: str, form: forms.Form, n_bootstrap=1000, seed=0) -> dict:
+def compare(table: pd.DataFrame, column: str, form: forms.Form, n_bootstrap=1000, seed=0, tol_dex=0.02) -> dict:
     """Fit `form` to each group of `table[column]`; the laws and their differences (first group
     minus each other one)."""
     names = [g for g in pd.unique(table[column]) if isinstance(g, str) or np.isfinite(g)]
@@ -52,7 +52,7 @@ def compare(table: pd.DataFrame, column: str, form: forms.Form, n_bootstrap=1000
                         "ci95": {k: (None if k in fit.not_identified else v) for k, v in fit.ci95.items()},
                         "not_identified": fit.not_identified,
                         "loss_opt_at_C_ref": float(allocation(fit, fit.z[None], [c_ref])["loss_opt"][0, 0]),
-                        "isoflop": group_isoflop(part, n_bootstrap, seed)}
+                        "isoflop": group_isoflop(part, n_bootstrap, seed, tol_dex)}
     first = names[0]
     diffs = {f"{first} - {g}": {k: difference(draws[first][k], draws[g][k]) for k in draws[first]}
              for g in names[1:]}
@@ -60,14 +60,13 @@ def compare(table: pd.DataFrame, column: str, form: forms.Form, n_bootstrap=1000
             "test": "independent bootstrap of each group; p-value = 2 min(P(d <= 0), P(d >= 0))"}
 
 
-def group_isoflop(part: pd.DataFrame, n_bootstrap: int, seed: int) -> dict | None:
+def group_isoflop(part: pd.DataFrame, n_bootstrap: int, seed: int, tol_dex: float) -> dict | None:
     """Approach 2 within one group: pooling groups whose losses differ (two ladders) puts that
-    difference into every parabola's residuals. a with its wild-bootstrap interval, as analysis."""
-    N, L, C = (part[k].to_numpy(float) for k in ("N", "loss", "C"))
-    res = iso.isoflop(N, L, C)
+    difference into every parabola's residuals. a with its interval, as the pooled fit's."""
+    res = isoflop_section(*(part[k].to_numpy(float) for k in ("N", "loss", "C")), n_bootstrap, seed, tol_dex)
     if res is None or res["a"] is None:
         return None
     out = {"a": res["a"], "n_budgets": len(res["budgets"]), "n_rejected": len(res["rejected"])}
-    if n_bootstrap > 0:
-        out["ci95"] = summarise({"a": iso.isoflop_wild_bootstrap(N, L, C, n_bootstrap, seed=seed)["a"]})[1].get("a")
+    if "ci95" in res:
+        out["ci95"] = res["ci95"].get("a")
     return out

@@ -35,10 +35,7 @@ def _parabolas(x, y, labels, weights):
     out = {}
     for g in np.unique(labels):
         m = labels == g
-        centre = x[m].mean()
-        scale = np.ptp(x[m]) / 2 or 1.0  # one distinct N: the rank test below rejects it anyway
-        u = (x[m] - centre) / scale
-        X = np.column_stack([np.ones(m.sum()), u, u**2])
+        X, centre, scale = _design(x[m])
         W = weights[:, m]
         XtWX = np.einsum("ri,ij,ik->rjk", W, X, X)
         XtWy = np.einsum("ri,ij,i->rj", W, X, y[m])
@@ -48,6 +45,14 @@ def _parabolas(x, y, labels, weights):
             coef[ok] = np.linalg.solve(XtWX[ok], XtWy[ok][..., None])[..., 0]
         out[g] = coef, centre, scale
     return out
+
+
+def _design(x):
+    """Columns 1, u, u^2 of u = (x - centre) / scale, with centre and scale."""
+    centre = x.mean()
+    scale = np.ptp(x) / 2 or 1.0  # one distinct N: _parabolas' rank test rejects it anyway
+    u = (x - centre) / scale
+    return np.column_stack([np.ones(len(x)), u, u**2]), centre, scale
 
 
 def _vertex(coef, centre, scale):
@@ -113,28 +118,39 @@ def isoflop_bootstrap(N, L, C, counts, tol_dex=0.02) -> dict:
     Budgets are those accepted on the full data; a resample whose minimum leaves the sampled
     range at some budget drops that budget for that resample only."""
     N, L, C = (np.asarray(v, float) for v in (N, L, C))
-    full = isoflop(N, L, C, tol_dex=tol_dex)
-    if not full or full["a"] is None:
+    kept = _kept_budgets(N, L, C, tol_dex)
+    if kept is None:
         return {}
-    labels = group_budgets(C, tol_dex)
-    keep_g = [labels[np.argmin(np.abs(np.log(C) - np.log(b["C"])))] for b in full["budgets"]]
+    labels, keep_g = kept
     keep = np.isin(labels, keep_g)
     coefs = _parabolas(np.log(N[keep]), L[keep], labels[keep], np.asarray(counts)[:, keep])
-    logC = np.array([np.log(C[labels == g]).mean() for g in keep_g])
     xs = np.full((len(counts), len(keep_g)), np.nan)
     for j, g in enumerate(keep_g):
         x, _ = _vertex(*coefs[g])
         lo, hi = np.log(N[labels == g]).min(), np.log(N[labels == g]).max()
         xs[:, j] = np.where((x > lo) & (x < hi), x, np.nan)  # NaN (no minimum) compares False
-    a = np.full(len(counts), np.nan)
-    b = np.full(len(counts), np.nan)
-    for r in range(len(counts)):
+    return _exponents(C, labels, keep_g, xs)
+
+
+def _kept_budgets(N, L, C, tol_dex):
+    """(budget labels, the labels of the budgets approach 2 accepts on the full data), or None."""
+    full = isoflop(N, L, C, tol_dex=tol_dex)
+    if not full or full["a"] is None:
+        return None
+    labels = group_budgets(C, tol_dex)
+    return labels, [labels[np.argmin(np.abs(np.log(C) - np.log(b["C"])))] for b in full["budgets"]]
+
+
+def _exponents(C, labels, keep_g, xs) -> dict:
+    """a and b per resample from its log N* at each kept budget (NaN: that budget dropped); a needs 2."""
+    logC = np.array([np.log(C[labels == g]).mean() for g in keep_g])
+    a = np.full(len(xs), np.nan)
+    for r in range(len(xs)):
         ok = np.isfinite(xs[r])
         if ok.sum() >= 2:
             a[r] = np.polyfit(logC[ok], xs[r, ok], 1)[0]
-            # D* = C/(6 N*), so log D* = log C - log N* - log 6 and b = 1 - a per resample
-            b[r] = 1.0 - a[r]
-    return {"a": a, "b": b}
+    # D* = C/(6 N*), so log D* = log C - log N* - log 6 and b = 1 - a per resample
+    return {"a": a, "b": 1.0 - a}
 
 
 def envelope(N, D, L, C) -> dict:
@@ -196,19 +212,16 @@ def isoflop_wild_bootstrap(N, L, C, n_resamples=1000, seed=0, tol_dex=0.02) -> d
     3-parameter fit to 5 points does not shrink the noise. A cell keeps its own residual size, so
     noisier cells (short D, on the early plateau) stay noisier. Budgets as isoflop_bootstrap."""
     N, L, C = (np.asarray(v, float) for v in (N, L, C))
-    full = isoflop(N, L, C, tol_dex=tol_dex)
-    if not full or full["a"] is None:
+    kept = _kept_budgets(N, L, C, tol_dex)
+    if kept is None:
         return {}
+    labels, keep_g = kept
     rng = np.random.default_rng(seed)
-    labels = group_budgets(C, tol_dex)
-    keep_g = [labels[np.argmin(np.abs(np.log(C) - np.log(b["C"])))] for b in full["budgets"]]
-    logC = np.array([np.log(C[labels == g]).mean() for g in keep_g])
     xs = np.empty((n_resamples, len(keep_g)))
     for j, g in enumerate(keep_g):
         m = labels == g
         x = np.log(N[m])
-        centre, scale = x.mean(), np.ptp(x) / 2
-        X = np.column_stack([np.ones(m.sum()), (x - centre) / scale, ((x - centre) / scale) ** 2])
+        X, centre, scale = _design(x)
         P = np.linalg.pinv(X)  # (3, n): coefficients = P @ y
         fitted = X @ (P @ L[m])
         lev = np.clip(np.einsum("ij,ji->i", X, P), 0.0, 0.99)
@@ -217,9 +230,4 @@ def isoflop_wild_bootstrap(N, L, C, n_resamples=1000, seed=0, tol_dex=0.02) -> d
         coef = (fitted + signs * r) @ P.T
         u, _ = _vertex(coef, centre, scale)
         xs[:, j] = np.where((u > x.min()) & (u < x.max()), u, np.nan)
-    a = np.full(n_resamples, np.nan)
-    for r_ in range(n_resamples):
-        ok = np.isfinite(xs[r_])
-        if ok.sum() >= 2:
-            a[r_] = np.polyfit(logC[ok], xs[r_, ok], 1)[0]
-    return {"a": a, "b": 1.0 - a}
+    return _exponents(C, labels, keep_g, xs)

@@ -57,7 +57,8 @@ def run(args: dict) -> dict:
     runs, _ = collect(str(sweep_dir))
     keys = study.fit_stage_keys(s, [f"results_dir={results_dir}"])
     runs = study.only_cells(runs, keys)
-    table, _ = fit_table(runs, resolve_convention(runs, "auto"))
+    convention = resolve_convention(runs, "auto")
+    table, _ = fit_table(runs, convention)
     head = fit_json["model_choice"]["headline"]
     form = forms.get(head.split(" ")[0])
     if form.label != head:
@@ -71,7 +72,7 @@ def run(args: dict) -> dict:
         extra = study.only_cells(extra, set(runs["cell_key"]))
         if extra.empty:
             raise HarnessError(f"seeds={args['seeds']}: no run of this study's fitted cells")
-        seeded, _ = fit_table(pd.concat([runs, extra], ignore_index=True), resolve_convention(runs, "auto"))
+        seeded, _ = fit_table(pd.concat([runs, extra], ignore_index=True), convention)
     seeded = seeded[seeded["n_seeds"] > 1]
     if seeded.empty:
         raise HarnessError(f"{sweep_dir}: no cell was trained with several seeds, so there is no measured noise")
