@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from harness import forms
+from harness import forms, frontier
 from harness import isoflop as iso
-from harness.allocate import allocation, compute_optimal
-from harness.backtest import backtest, rollout
+from harness.allocate import compute_optimal
+from harness.backtest import backtest, calibrate
 from harness.errors import HarnessError
 from harness.fit import PARAMS, Fit, bootstrap_form, fit_form, summarise
 from harness.laws import PUBLISHED
@@ -48,42 +48,6 @@ def _parametric_section(fit: Fit) -> dict:
     out = {k: fit.params[k] for k in PARAMS}
     out.update(form_section(fit))
     return out
-
-
-def compute_optimal_section(fit: Fit, budgets, c_max: float) -> dict:
-    """N*(C), D*(C), D/N and L* at each budget with bootstrap intervals; each budget says how far
-    beyond the largest fitted compute it is (a projection, not a measurement, when > 0)."""
-    budgets = np.asarray(budgets, float)
-    point = allocation(fit, fit.z[None], budgets)
-    out = {"form": fit.form.label, "convention": "C = 6 N D", "budgets": [], "stderr": {}, "ci95": {}}
-    if fit.form.name in ("chinchilla", "datacon"):
-        co = compute_optimal(**{k: fit.params[k] for k in PARAMS}, C=budgets)
-        out.update(a=float(co["a"]), b=float(co["b"]), G=float(co["G"]))
-    elif len(budgets) >= 2:
-        out.update(a=_slope(budgets, point["N_opt"][0]), b=_slope(budgets, point["D_opt"][0]))
-    s = None
-    if fit.z_samples is not None and len(fit.z_samples):
-        s = allocation(fit, fit.z_samples, budgets)
-        if len(budgets) >= 2:
-            out["stderr"], out["ci95"] = summarise({"a": _slope(budgets, s["N_opt"]), "b": _slope(budgets, s["D_opt"])})
-    for j, C in enumerate(budgets):
-        row = {"C": float(C), "projection_dex": float(np.log10(C / c_max)), "N_opt": float(point["N_opt"][0, j]),
-               "D_opt": float(point["D_opt"][0, j]), "loss_opt": float(point["loss_opt"][0, j]),
-               "tokens_per_param": float(point["D_opt"][0, j] / point["N_opt"][0, j])}
-        if s is not None:
-            row["stderr"], row["ci95"] = summarise({
-                "N_opt": s["N_opt"][:, j], "D_opt": s["D_opt"][:, j], "loss_opt": s["loss_opt"][:, j],
-                "tokens_per_param": s["D_opt"][:, j] / s["N_opt"][:, j]})
-        out["budgets"].append(row)
-    return out
-
-
-def _slope(C, Y):
-    """d log Y / d log C across the budgets, per row of Y (R, m) or for one row."""
-    x = np.log(C) - np.log(C).mean()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        y = np.log(Y)
-    return (y - y.mean(axis=-1, keepdims=True)) @ x / (x @ x)
 
 
 ISOFLOP_INTERVAL = ("wild bootstrap of each budget's parabola (sizes fixed, each cell's residual times a "
@@ -121,24 +85,31 @@ def _published_section(N, D, L, budgets) -> dict:
 
 
 def model_choice(sections: dict, rollouts: dict, requested: str | None) -> dict:
-    """Rank forms by mean |relative error| of their rollout predictions (held out), AIC/BIC beside."""
-    rows = [{"form": label, "rollout_mean_abs_rel_error": rollouts[label].get("mean_abs_rel_error"),
+    """Rank forms by their rollout error weighted by distance (a prediction twice as far beyond the
+    fitted compute counts twice): a law is used where it extrapolates, and forms that agree inside
+    the data can part at +1 dex. The plain mean and AIC/BIC sit beside it."""
+    rows = [{"form": label, "rollout_distance_weighted_abs_rel_error":
+             rollouts[label].get("distance_weighted_abs_rel_error"),
+             "rollout_mean_abs_rel_error": rollouts[label].get("mean_abs_rel_error"),
+             "form_error_per_dex": (rollouts[label].get("form_error") or {}).get("per_dex"),
              "aic": sections[label]["aic"], "bic": sections[label]["bic"],
              "not_identified": sections[label]["not_identified"]} for label in sections]
-    rows.sort(key=lambda r: (r["rollout_mean_abs_rel_error"] is None, r["rollout_mean_abs_rel_error"] or 0, r["bic"]))
+    key = "rollout_distance_weighted_abs_rel_error"
+    rows.sort(key=lambda r: (r[key] is None, r[key] or 0, r["bic"]))
     if requested:
         headline = next(r["form"] for r in rows if r["form"] == requested)
         why = f"chosen on the command line (form={requested})"
-    elif rows[0]["rollout_mean_abs_rel_error"] is None:
+    elif rows[0][key] is None:
         headline = min(rows, key=lambda r: r["bic"])["form"]
         why = "no rollout was possible (too few compute groups): lowest BIC"
     else:
-        headline, err = rows[0]["form"], rows[0]["rollout_mean_abs_rel_error"]
-        why = (f"lowest held-out rollout error ({err:.2%} mean |relative error| predicting dearer runs "
-               "from cheaper ones)")
+        headline, err = rows[0]["form"], rows[0][key]
+        why = (f"lowest held-out rollout error weighted by distance ({err:.2%} |relative error| predicting "
+               "dearer runs from cheaper ones, each prediction weighted by its dex beyond the fitted compute)")
     return {"ranking": rows, "headline": headline, "why": why,
-            "criterion": "mean |relative error| of rollout predictions (fit on the cheapest k compute "
-                         "groups, predict every dearer run, for every k); AIC/BIC from Gaussian log residuals"}
+            "criterion": "sum(d |relative error|) / sum(d) over rollout predictions (fit on the cheapest k "
+                         "compute groups, predict every dearer run at d dex beyond them, for every k); "
+                         "AIC/BIC from Gaussian log residuals"}
 
 
 def fit_forms(table: pd.DataFrame, names, *, E=None, tie=False, n_bootstrap=1000, seed=0, tol_dex=0.02):
@@ -157,7 +128,7 @@ def fit_forms(table: pd.DataFrame, names, *, E=None, tie=False, n_bootstrap=1000
         fit = fit_form(form, X, L)
         if n_bootstrap > 0 and fit.identifiable:
             bootstrap_form(fit, X, L, n_bootstrap, seed)
-        fits[form.label], rollouts[form.label] = fit, rollout(form, X, L, C, tol_dex)
+        fits[form.label], rollouts[form.label] = fit, calibrate(fit, X, L, C, tol_dex)
     return fits, rollouts, skipped
 
 
@@ -179,6 +150,7 @@ def analyse(table: pd.DataFrame, *, n_bootstrap=1000, seed=0, holdout=0.1, budge
     head = fits[choice["headline"]]
     warnings = _warnings(fits, choice, skipped)
     chin = next((f for f in fits.values() if f.form.name == "chinchilla"), None)
+    head_X = forms.data(head.form, table)
     results = {
         "n_points": int(len(L)),
         "forms": sections,
@@ -186,9 +158,9 @@ def analyse(table: pd.DataFrame, *, n_bootstrap=1000, seed=0, holdout=0.1, budge
         "model_choice": choice,
         "parametric": _parametric_section(chin) if chin is not None else None,
         "isoflop": isoflop_section(N, L, C, n_bootstrap, seed, tol_dex),
-        "compute_optimal": compute_optimal_section(head, budgets, float(C.max())) if head.identifiable else None,
-        "backtest": backtest(head.form, forms.data(head.form, table), L, C, holdout=holdout,
-                             n_bootstrap=min(n_bootstrap, 200), seed=seed),
+        "compute_optimal": None,
+        "backtest": backtest(head.form, head_X, L, C, holdout=holdout, n_bootstrap=min(n_bootstrap, 200),
+                             seed=seed, tol_dex=tol_dex),
         "envelope": iso.envelope(N, D, L, C),
         "kaplan": iso.kaplan_laws(N, D, L, C),
         "published": _published_section(N, D, L, budgets),
@@ -196,10 +168,27 @@ def analyse(table: pd.DataFrame, *, n_bootstrap=1000, seed=0, holdout=0.1, budge
         "warnings": warnings,
     }
     iso_res = results["isoflop"]
+    if head.identifiable:
+        c_max = float(np.max(6.0 * head_X["N"] * head_X["D"]))
+        results["compute_optimal"] = frontier.section(head, fits, choice["headline"], iso_res, budgets, c_max, seed)
+        results["horizon"] = frontier.horizon(head, fits, choice["headline"], iso_res, c_max, seed)
+    results["disagreement"] = disagreement(fits, choice["headline"], results["compute_optimal"])
     if iso_res and iso_res["rejected"]:
         warnings.append(f"{len(iso_res['rejected'])} IsoFLOP budget(s) rejected (minimum at the "
                         "edge of the sampled range or no minimum); see isoflop.rejected")
     return results, fits
+
+
+def disagreement(fits: dict, head: str, co: dict | None) -> list[dict]:
+    """At each compute-optimal budget (the headline's N*, D*), every form's predicted loss with its
+    interval; `disagree` names the forms whose interval misses the headline's."""
+    if not co:
+        return []
+    N = np.array([b["N_opt"] for b in co["budgets"]])
+    D = np.array([b["D_opt"] for b in co["budgets"]])
+    X = {"N": N, "D": D, "logN": np.log(N), "logD": np.log(D), "U": np.full_like(D, np.inf)}
+    rows = frontier.forms_at(fits, head, X)
+    return [{"C": b["C"], "projection_dex": b["projection_dex"], **r} for b, r in zip(co["budgets"], rows)]
 
 
 def seed_noise(table: pd.DataFrame, head: Fit) -> dict | None:

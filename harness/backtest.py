@@ -13,7 +13,7 @@ import numpy as np
 
 from harness import forms
 from harness.errors import HarnessError
-from harness.fit import bootstrap_form, fit_form, prediction_interval
+from harness.fit import bootstrap_form, fit_form, interval_parts
 from harness.isoflop import group_budgets
 
 MAX_GROUPS = 8  # rollout steps: more compute groups are pooled into this many (equal counts)
@@ -29,7 +29,7 @@ def n_holdout(n_points: int, holdout: float) -> int:
     return max(1, int(round(holdout * n_points))) if holdout > 0 else 0
 
 
-def backtest(form: forms.Form, X: dict, L, C, holdout=0.1, n_bootstrap=200, seed=0) -> dict:
+def backtest(form: forms.Form, X: dict, L, C, holdout=0.1, n_bootstrap=200, seed=0, tol_dex=0.02) -> dict:
     """Hold out the largest-C runs, fit the rest, report each prediction's error and 95 % PI.
 
     Always returns a dict (the report carries it even when it cannot run, with the reason)."""
@@ -45,7 +45,9 @@ def backtest(form: forms.Form, X: dict, L, C, holdout=0.1, n_bootstrap=200, seed
     fit = fit_form(form, forms.subset(X, train), L[train])
     if n_bootstrap:
         bootstrap_form(fit, forms.subset(X, train), L[train], n_bootstrap, seed)
-    pred, lo, hi = prediction_interval(fit, forms.subset(X, test), seed=seed)
+        calibrate(fit, forms.subset(X, train), L[train], C[train], tol_dex)  # its own rollout: the form part
+    iv = interval_parts(fit, forms.subset(X, test), seed=seed)
+    pred, lo, hi = iv["point"], iv["lo"], iv["hi"]
     rel = (pred - L[test]) / L[test]
     c_cut = float(C[train].max())
     return {**out, "C_cut": c_cut, "params": fit.params, "converged": fit.converged,
@@ -54,8 +56,10 @@ def backtest(form: forms.Form, X: dict, L, C, holdout=0.1, n_bootstrap=200, seed
             "inside_pi95": int(np.sum((L[test] >= lo) & (L[test] <= hi))),
             "points": [{"N": float(X["N"][i]), "D": float(X["D"][i]), "C": float(C[i]), "loss": float(L[i]),
                         "pred": float(p), "pi95": [float(a), float(b)], "rel_error": float(r),
-                        "projection_dex": float(np.log10(C[i] / c_cut))}
-                       for i, p, a, b, r in zip(test, pred, lo, hi, rel)]}
+                        "projection_dex": float(np.log10(C[i] / c_cut)),
+                        "parts": {k: float(v[j]) for k, v in iv["parts"].items()}}
+                       for j, (i, p, a, b, r) in enumerate(zip(test, pred, lo, hi, rel))],
+            "form_error": fit.form_error.as_dict() if fit.form_error is not None else None}
 
 
 def compute_groups(C, tol_dex=0.02) -> np.ndarray:
@@ -93,7 +97,25 @@ def rollout(form: forms.Form, X: dict, L, C, tol_dex=0.02) -> dict:
     err = np.abs([p["rel_error"] for p in preds])
     dist = np.array([p["projection_dex"] for p in preds])
     out["mean_abs_rel_error"] = float(err.mean())
+    out["distance_weighted_abs_rel_error"] = float(np.sum(dist * err) / np.sum(dist))
     out["by_distance"] = [{"dex": [lo, hi if np.isfinite(hi) else None], "n": int(m.sum()),
                            "mean_abs_rel_error": float(err[m].mean()) if m.any() else None}
                           for lo, hi in DISTANCE_BINS for m in [(dist >= lo) & (dist < hi)]]
     return out
+
+
+def calibrate(fit, X: dict, L, C, tol_dex=0.02) -> dict:
+    """The fit's rollout, and the form error it measures set on the fit (fit.form_error, which
+    prediction intervals then carry). Returns the rollout, with the form error in it."""
+    from harness.extrapolation import form_error
+
+    ro = rollout(fit.form, X, L, C, tol_dex)
+    fit.form_error = form_error(ro, noise_sd(fit), float(np.max(6.0 * X["N"] * X["D"])))
+    if fit.form_error is not None:
+        ro["form_error"] = fit.form_error.as_dict()
+    return ro
+
+
+def noise_sd(fit) -> float:
+    """The fit's residual sd of log loss, dof-corrected (a study has few points to spare)."""
+    return float(np.sqrt(np.sum(fit.residuals ** 2) / max(fit.n_points - fit.form.n_free, 1)))

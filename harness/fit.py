@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import minimize
+from scipy.special import erfinv
 
 from harness import forms
 from harness.errors import HarnessError
+from harness.extrapolation import halfwidth
 from harness.lm import HUBER_DELTA, gradient, huber, lm
 
 PARAMS = forms.CHINCHILLA.params  # E, A, B, alpha, beta
@@ -58,6 +60,7 @@ class Fit:
     not_identified: list = field(default_factory=list)  # parameters whose interval reaches a bound
     samples: np.ndarray | None = field(default=None, repr=False)  # bootstrap (R, p), form.params order
     z_samples: np.ndarray | None = field(default=None, repr=False)  # the same in free coordinates
+    form_error: object = None  # extrapolation.FormError once its rollout has measured it (calibrate)
 
     def __getattr__(self, name):  # fit.alpha, fit.E, ...
         params = self.__dict__.get("params") or {}
@@ -190,17 +193,34 @@ def bootstrap_form(fit: Fit, X: dict, L, n_resamples=1000, seed=0) -> Fit:
 
 
 def prediction_interval(fit: Fit, X: dict, level=0.95, seed=0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(prediction, lo, hi) of the loss at new points: the bootstrap's parameter spread plus the
-    fit's own residual noise (one resampled residual per draw), as percentiles in log space."""
+    """(prediction, lo, hi) of the loss at new points (interval_parts without the parts)."""
+    out = interval_parts(fit, X, level, seed)
+    return out["point"], out["lo"], out["hi"]
+
+
+def interval_parts(fit: Fit, X: dict, level=0.95, seed=0) -> dict:
+    """The loss at new points with its prediction interval and the interval's parts.
+
+    Each draw in log space is a bootstrap parameter row + one resampled residual of the fit (noise)
+    + a normal form error of sd kappa * distance beyond the fitted compute (extrapolation.py; none
+    until the fit's rollout has measured kappa). lo, hi are the draws' percentiles; `parts` holds
+    each part's own half-width (log units, ~ relative), so a reader sees what makes an interval wide."""
     point = np.exp(fit.form.log_predict(fit.z[None], X)[0])
     z = fit.z_samples if fit.z_samples is not None and len(fit.z_samples) else fit.z[None]
     lp = fit.form.log_predict(z, X)
     rng = np.random.default_rng(seed)
     draws = max(len(z), 1000)
-    lp = lp[rng.integers(0, len(lp), draws)] + rng.choice(fit.residuals, size=(draws, lp.shape[1]))
+    param = lp[rng.integers(0, len(lp), draws)]
+    noise = rng.choice(fit.residuals, size=(draws, lp.shape[1]))
+    sd = fit.form_error.sd(X["N"], X["D"]) if fit.form_error is not None else np.zeros(lp.shape[1])
+    total = param + noise + rng.standard_normal((draws, lp.shape[1])) * sd
     q = 100 * (1 - level) / 2
-    lo, hi = np.exp(np.percentile(lp, [q, 100 - q], axis=0))
-    return point, lo, hi
+    lo, hi = np.exp(np.percentile(total, [q, 100 - q], axis=0))
+    z_level = float(np.sqrt(2) * erfinv(level))
+    return {"point": point, "lo": lo, "hi": hi,
+            "parts": {"parameter": halfwidth(param, level), "noise": halfwidth(noise, level),
+                      "form": z_level * sd},
+            "distance_dex": fit.form_error.distance(X["N"], X["D"]) if fit.form_error is not None else None}
 
 
 def information(fit: Fit) -> tuple[float, float]:

@@ -15,10 +15,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import NullFormatter, PercentFormatter  # noqa: E402
 
-from harness.allocate import allocation, compute_optimal  # noqa: E402
-from harness.fit import PARAMS  # noqa: E402
+from harness.allocate import allocation  # noqa: E402
 from harness.isoflop import group_budgets  # noqa: E402
-from harness.laws import PUBLISHED  # noqa: E402
 
 GROUP_TOL_DEX = 0.01  # runs whose D (or N) differ by < ~2 % (rounding to whole steps) are one group
 MARKERS = "o^sDvP*X"
@@ -136,28 +134,6 @@ def isoflop_plot(table, iso, path, tol_dex=0.02):
     _save(fig, path)
 
 
-def allocation_band(fit, C, chunk=32) -> dict | None:
-    """95 % bootstrap band {"N_opt": (lo, hi), "D_opt": (lo, hi)} of the allocation at budgets C.
-
-    Resamples with no optimum are NaN rows and are dropped. One whose optimum ran off to
-    infinity (alpha + beta -> 0) holds inf (N*) or 0 (D*); interpolating between order
-    statistics is then undefined, so the nearest one is taken, as fit.summarise does."""
-    z = fit.z_samples
-    if z is None or not len(z):
-        return None
-    # Kaplan's allocation searches a grid of 5001 N per budget for every row at once: go in chunks
-    parts = [allocation(fit, z[i:i + chunk], C) for i in range(0, len(z), chunk)]
-    band = {}
-    for key in ("N_opt", "D_opt"):
-        v = np.concatenate([p[key] for p in parts])
-        v = v[~np.isnan(v).all(axis=1)]
-        if len(v) < 2:
-            return None
-        method = "nearest" if np.isinf(v).any() else "linear"
-        band[key] = np.nanpercentile(v, [2.5, 97.5], axis=0, method=method)
-    return band
-
-
 def _observed(ax, results, key):
     """Approach-2 IsoFLOP minima and the approach-1 envelope runs."""
     iso = results.get("isoflop")
@@ -170,30 +146,42 @@ def _observed(ax, results, key):
 
 
 def frontier_plot(table, fits, order, results, path):
-    """N*(C), D*(C): the headline form with its 95 % bootstrap band, the other identifiable forms
-    as thin lines, approaches 1 and 2, published laws; beyond the largest fitted C, a projection."""
+    """N*(C), D*(C): the headline form with its 95 % interval (parameter + form: it widens with C),
+    drawn solid up to the trust horizon (where the N* interval passes a factor of 2) and dashed
+    beyond; the other identifiable forms as thin lines, approaches 1 and 2, published laws."""
+    from harness import frontier
+
     C = table["C"].to_numpy(float)
-    # two decades of projection; the allocations are near-straight on log-log, so 12 budgets suffice
-    grid = np.logspace(np.log10(C.min()), np.log10(100 * C.max()), 12)
-    band = allocation_band(fits[order[0]], grid)
-    lines = {lab: allocation(fits[lab], fits[lab].z[None], grid) for lab in order if fits[lab].identifiable}
+    c_max = float(np.max(6.0 * table["N"].to_numpy(float) * table["D"].to_numpy(float)))
+    # two decades of projection; the allocations are near-straight on log-log, so 16 budgets suffice
+    grid = np.logspace(np.log10(C.min()), np.log10(100 * C.max()), 16)
+    head = fits[order[0]]
+    iv = frontier.allocation_interval(head, frontier.alternatives(fits, order[0], results.get("isoflop"), grid), grid)
+    reach = ((results.get("horizon") or {}).get("N_opt") or {}).get("x2")
+    c_trust = c_max * 10 ** reach if reach is not None else np.inf
+    lines = {lab: allocation(fits[lab], fits[lab].z[None], grid) for lab in order[1:] if fits[lab].identifiable}
+    conv = results.get("provenance", {}).get("conventions", {})
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), layout="constrained")
     for ax, key, name in ((axes[0], "N_opt", "N*"), (axes[1], "D_opt", "D*")):
         ax.axvspan(C.max(), grid[-1], color="0.93", zorder=0)
         ax.text(np.sqrt(C.max() * grid[-1]), 0.97, "projection", transform=ax.get_xaxis_transform(),
                 ha="center", va="top", fontsize=7, color="0.4")
+        solid = grid <= c_trust
+        y = iv["point"][key]
+        ax.plot(grid[solid], y[solid], color="C0", lw=1.8, label=f"{order[0]} (headline)")
+        if (~solid).any():
+            k = max(int(solid.sum()) - 1, 0)
+            ax.plot(grid[k:], y[k:], color="C0", lw=1.8, ls="--",
+                    label=f"headline beyond its trust horizon (N* interval > x2, +{reach:.1f} dex)")
         for lab, co in lines.items():
-            head = lab == order[0]
-            ax.plot(grid, co[key][0], color=f"C{order.index(lab)}", lw=1.8 if head else 0.9,
-                    label=lab + (" (headline)" if head else ""))
-        if band is not None:
-            ax.fill_between(grid, *band[key], color="C0", alpha=0.25, label="95 % bootstrap (headline)")
+            ax.plot(grid, co[key][0], color=f"C{order.index(lab)}", lw=0.9, label=lab)
+        if key in iv["lo"]:
+            ax.fill_between(grid, iv["lo"][key], iv["hi"][key], color="C0", alpha=0.2,
+                            label="95 % interval (parameter + form)")
         _observed(ax, results, key)
-        for law_key, ls in (("hoffmann2022", "--"), ("epoch2024", ":")):
-            law = PUBLISHED[law_key]
-            co = compute_optimal(*(getattr(law, k) for k in PARAMS), C=grid)
-            ax.plot(grid, co[key], color="gray", ls=ls, lw=1, label=law.name)
-        ax.set(xscale="log", yscale="log", xlabel="C (FLOPs)", ylabel=name, title=f"Compute-optimal {name}(C)")
+        ax.set(xscale="log", yscale="log", xlabel=f"C (FLOPs, {conv.get('C', '6 N D')})",
+               ylabel=f"{name} ({conv.get('N', '')} parameters)" if key == "N_opt" else f"{name} (tokens)",
+               title=f"Compute-optimal {name}(C)")
         ax.legend(fontsize=6)
     _save(fig, path)
 

@@ -18,13 +18,18 @@ import pandas as pd
 from harness import forms, records
 from harness.allocate import allocation
 from harness.errors import HarnessError
-from harness.fit import Fit, prediction_interval, summarise
+from harness.fit import Fit, interval_parts, summarise
+from harness.frontier import forms_at
 
 NAME = "prediction.json"
+INTERVAL = ("95 %: parameter (bootstrap) + noise (a resampled residual) + form (sd kappa x dex beyond the fitted "
+            "compute, kappa from the fit's rollout); pi95_parts: each part's own half-width in log loss")
 
 
-def make(fit: Fit, table: pd.DataFrame, cells: list[dict], convention: str) -> dict:
-    """Predicted loss with a 95 % prediction interval for each cell {cell_key, N, D} not yet run.
+def make(fit: Fit, table: pd.DataFrame, cells: list[dict], convention: str, fits: dict | None = None) -> dict:
+    """Predicted loss with a 95 % prediction interval for each cell {cell_key, N, D} not yet run,
+    with the interval's parts; with `fits` (every fitted form), each cell also carries every form's
+    prediction and names the forms that disagree with the headline beyond their intervals.
 
     N is under `convention` (the fit's), C = 6 N D; U (unique training tokens, for datacon) is the
     fitted runs' own, since held-out cells train on the same corpus."""
@@ -35,19 +40,31 @@ def make(fit: Fit, table: pd.DataFrame, cells: list[dict], convention: str) -> d
     new = pd.DataFrame({"N": [float(c["N"]) for c in cells], "D": [float(c["D"]) for c in cells]})
     if "U" in table and table["U"].notna().all():
         new["U"] = float(table["U"].iloc[0])
-    point, lo, hi = prediction_interval(fit, forms.data(fit.form, new))
+    X = forms.data(fit.form, new)
+    iv = interval_parts(fit, X)
+    U = new["U"].to_numpy(float) if "U" in new else np.full(len(new), np.inf)
+    others = forms_at(fits, _label(fits, fit), {**X, "U": U}) if fits else None
     c_max = float(table["C"].max())
     out_cells = []
-    for c, p, a, b in zip(cells, point, lo, hi):
+    for j, c in enumerate(cells):
         C = 6.0 * float(c["N"]) * float(c["D"])
-        out_cells.append({"cell_key": c["cell_key"], "N": float(c["N"]), "D": float(c["D"]), "C": C,
-                          "predicted": float(p), "pi95": [float(a), float(b)],
-                          "projection_dex": float(np.log10(C / c_max))})
+        row = {"cell_key": c["cell_key"], "N": float(c["N"]), "D": float(c["D"]), "C": C,
+               "predicted": float(iv["point"][j]), "pi95": [float(iv["lo"][j]), float(iv["hi"][j])],
+               "projection_dex": float(np.log10(C / c_max)),
+               "pi95_parts": {k: float(v[j]) for k, v in iv["parts"].items()}}
+        if others is not None:
+            row.update(others[j])
+        out_cells.append(row)
     return {"created": records.now(),
             "fitted_on": sorted(fitted), "form": fit.form.label,
             "convention": {"N": convention, "C": "6 N D"},
             "fitted_compute_max": c_max, "cells": out_cells,
+            "interval": INTERVAL, "form_error": fit.form_error.as_dict() if fit.form_error is not None else None,
             "compute_optimal": _optimum(fit, sorted({c["C"] for c in out_cells}))}
+
+
+def _label(fits: dict, fit: Fit) -> str:
+    return next(lab for lab, f in fits.items() if f is fit)
 
 
 def _optimum(fit: Fit, budgets: list[float]) -> list[dict]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.fit import PARAMS
+from harness.report_horizon import horizon_md
 
 
 def jsonable(x):
@@ -66,16 +67,17 @@ def _forms_md(results: dict) -> list[str]:
     choice = results["model_choice"]
     lines = ["## Law forms, ranked by held-out error", "",
              f"Headline numbers below use **{choice['headline']}**: {choice['why']}.", "",
-             "| form | parameters (95 % CI) | AIC | BIC | rollout mean \\|err\\| | ≤ 0.5 dex | 0.5–1 dex "
-             "| > 1 dex |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| form | parameters (95 % CI) | AIC | BIC | rollout \\|err\\| by distance | mean | ≤ 0.5 dex "
+             "| 0.5–1 dex | > 1 dex | form error per dex |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for row in choice["ranking"]:
         sec = results["forms"][row["form"]]
         params = "; ".join(f"{k} {_g(v)} {_ci(sec['ci95'], k)}" for k, v in sec["params"].items())
         ro = sec.get("rollout", {})
         bins = [_pct(b["mean_abs_rel_error"]) + f" (n={b['n']})" for b in ro.get("by_distance", [])] or ["–"] * 3
         lines.append(f"| {row['form']} | {params} | {_g(sec['aic'], '.1f')} | {_g(sec['bic'], '.1f')} | "
-                     f"{_pct(ro.get('mean_abs_rel_error'))} | " + " | ".join(bins) + " |")
+                     f"{_pct(ro.get('distance_weighted_abs_rel_error'))} | {_pct(ro.get('mean_abs_rel_error'))} | "
+                     + " | ".join(bins) + f" | {_pct((ro.get('form_error') or {}).get('per_dex'))} |")
     lines += ["", f"Rollout: {choice['criterion']}. Distance = log10(C / largest fitted C). A parameter is "
               "\"not identified\" when its bootstrap interval reaches the edge of the search box (it runs "
               "off to infinity or zero) or a scale spans more than 6 decades.", ""]
@@ -109,7 +111,8 @@ def _compute_optimal_md(co: dict | None) -> list[str]:
     lines = [f"## Compute-optimal allocation ({co['form']})", "",
              f"N\\*(C) ∝ C^a, D\\*(C) ∝ C^b with a = {_g(co.get('a'))} (95 % CI {_ci(co['ci95'], 'a')}), "
              f"b = {_g(co.get('b'))} (95 % CI {_ci(co['ci95'], 'b')}). A budget beyond the largest fitted "
-             "C is a projection, labelled with its distance.", "",
+             "C is a projection, labelled with its distance. The N\*, D\*, L\* intervals hold every part "
+             "(next section); fit.json keeps the bootstrap-only one as ci95_parameter.", "",
              "| C | measured or projected | N* | 95 % CI | D* | 95 % CI | D*/N* | L* | 95 % CI |",
              "|---|---|---|---|---|---|---|---|---|"]
     for b in co["budgets"]:
@@ -152,7 +155,7 @@ def _backtest_md(bt: dict) -> list[str]:
               f"predicted the {bt['n_holdout']} most expensive: mean |relative error| "
               f"{bt['mean_abs_rel_error']:.2%}, max {bt['max_abs_rel_error']:.2%}; "
               f"{bt['inside_pi95']} of {bt['n_holdout']} inside their 95 % prediction interval "
-              "(parameter bootstrap plus residual noise).", "",
+              "(parameter bootstrap, residual noise and the form error its own rollout measured).", "",
               "| N | D | C | beyond fitted C | loss | predicted | 95 % PI | rel. error |",
               "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {_g(p['N'])} | {_g(p['D'])} | {_g(p['C'], '.3g')} | +{p['projection_dex']:.2f} dex | "
@@ -281,6 +284,7 @@ def write_markdown(results: dict, figures: list[str], command: str, path: Path) 
     head = results["model_choice"]["headline"]
     lines += _headline_md(results["forms"][head], head)
     lines += _compute_optimal_md(results["compute_optimal"])
+    lines += horizon_md(results)
     lines += _prediction_md(results.get("prediction_score"))
     lines += _seed_noise_md(results.get("seed_noise"))
     lines += _comparison_md(results.get("comparison"))

@@ -180,7 +180,7 @@ def predict_table(table, held: list, n_bootstrap: int, convention: str, group_by
     def one(sub, rows) -> dict:
         results, fits = analyse(sub, n_bootstrap=n_bootstrap)
         cells = [{"cell_key": r.values["cell_key"], "N": r.values[n_key], "D": r.values["D"]} for r in rows]
-        out = prediction.make(fits[results["model_choice"]["headline"]], sub, cells, convention)
+        out = prediction.make(fits[results["model_choice"]["headline"]], sub, cells, convention, fits)
         out["why_form"] = results["model_choice"]["why"]
         return out
 
