@@ -45,6 +45,7 @@ class FitConfig:
     group_by: str = ""  # fit each group of this run column separately and test the difference (e.g. arch)
     compare: str = ""  # a reference study (its run records and fit.json, e.g. results/tiny): did this reproduce it?
     prediction: str = ""  # a pre-registered prediction to score; "": runs/prediction.json where it exists
+    predict: str = ""  # CSV of models to ask the law about (columns N, D, optional name): out/predictions.json
 
 
 def option_help() -> dict[str, str]:
@@ -126,13 +127,14 @@ def resolve_convention(runs, requested: str) -> str:
 
 def run(cfg: FitConfig) -> dict:
     """Collect, fit, write fit.json, report.md and figures into cfg.out; return the results."""
-    from harness import plots, repetition, report
+    from harness import ask, plots, repetition, report
     from harness.analysis import analyse
     from harness.collect import collect, fit_table
 
     check_out(cfg.out)
     if cfg.prediction and not Path(cfg.prediction).is_file():
         raise HarnessError(f"prediction={cfg.prediction}: no such file")
+    asked, bad_rows = ask.read_rows(cfg.predict) if cfg.predict else ([], [])
     columns = {"N": cfg.col_N, "D": cfg.col_D, "C": cfg.col_C, "loss": cfg.col_loss}
     runs, warnings = collect(cfg.runs, columns=columns, group=cfg.wandb_group or None,
                              sweep=cfg.wandb_sweep or None)
@@ -175,6 +177,17 @@ def run(cfg: FitConfig) -> dict:
     table.to_csv(out / "runs.csv", index=False)
     figures = plots.make_all(table, fits, results, out, cfg.budget_tol_dex)
     report.write_json(results, out / "fit.json")
+    if asked:
+        from harness.prediction import make
+
+        made = make(fits[results["model_choice"]["headline"]], table, asked, convention, fits)
+        made["asked"] = cfg.predict
+        report.write_json(made, out / ask.NAME)
+        for c in made["cells"]:
+            print(f"harness-fit: {ask.answer_line(c)}")
+    for line in bad_rows:
+        print(f"harness-fit: error: {line}", file=sys.stderr)
+    results["bad_predict_rows"] = len(bad_rows)
     report.write_markdown(results, figures, command_line(cfg), out / "report.md")
     for w in results["warnings"]:
         print(f"harness-fit: warning: {w}", file=sys.stderr)
@@ -235,12 +248,12 @@ def fit_main(argv: list[str] | None = None) -> int:
         return 0
     try:
         cfg = parse_args(argv)
-        run(cfg)
+        results = run(cfg)
     except HarnessError as exc:
         print(f"harness-fit: error: {exc}", file=sys.stderr)
         return 2
     print(f"harness-fit: wrote {Path(cfg.out) / 'report.md'}")
-    return 0
+    return 2 if results.get("bad_predict_rows") else 0  # the good rows are answered; the bad ones named
 
 
 if __name__ == "__main__":

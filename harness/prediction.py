@@ -33,7 +33,7 @@ def make(fit: Fit, table: pd.DataFrame, cells: list[dict], convention: str, fits
 
     N is under `convention` (the fit's), C = 6 N D; U (unique training tokens, for datacon) is the
     fitted runs' own, since held-out cells train on the same corpus."""
-    fitted = set(table["cell_key"].dropna())
+    fitted = set(table["cell_key"].dropna()) if "cell_key" in table else set()
     clash = sorted(c["cell_key"] for c in cells if c["cell_key"] in fitted)
     if clash:
         raise HarnessError(f"held-out cell(s) already among the fitted runs: {', '.join(clash)}")

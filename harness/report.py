@@ -111,7 +111,7 @@ def _compute_optimal_md(co: dict | None) -> list[str]:
     lines = [f"## Compute-optimal allocation ({co['form']})", "",
              f"N\\*(C) ∝ C^a, D\\*(C) ∝ C^b with a = {_g(co.get('a'))} (95 % CI {_ci(co['ci95'], 'a')}), "
              f"b = {_g(co.get('b'))} (95 % CI {_ci(co['ci95'], 'b')}). A budget beyond the largest fitted "
-             "C is a projection, labelled with its distance. The N\*, D\*, L\* intervals hold every part "
+             "C is a projection, labelled with its distance. The N\\*, D\\*, L\\* intervals hold every part "
              "(next section); fit.json keeps the bootstrap-only one as ci95_parameter.", "",
              "| C | measured or projected | N* | 95 % CI | D* | 95 % CI | D*/N* | L* | 95 % CI |",
              "|---|---|---|---|---|---|---|---|---|"]
