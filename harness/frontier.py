@@ -46,10 +46,11 @@ def allocation_interval(fit: Fit, alts: dict, C, seed=0) -> dict:
     C = np.atleast_1d(np.asarray(C, float))
     point = {k: v[0] for k, v in allocation(fit, fit.z[None], C).items()}
     z = fit.z_samples if fit.z_samples is not None and len(fit.z_samples) else fit.z[None]
-    s = _allocate(fit, z, C)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # rows with no optimum: dropped below
+        s = _allocate(fit, z, C)
+        logn, logl = np.log(s["N_opt"]), np.log(s["loss_opt"])
     rng = np.random.default_rng(seed)
     out = {"C": C, "point": point, "lo": {}, "hi": {}, "parts": {}}
-    logn = np.log(s["N_opt"])
     logn = logn[np.all(np.isfinite(logn), axis=1)]  # rows with no optimum say nothing of where it is
     form_n = spread_sd(np.log(point["N_opt"]), list(alts.values()))
     eps = rng.standard_normal(logn.shape) * form_n  # one draw serves N* and D* = C / 6 N*
@@ -61,7 +62,6 @@ def allocation_interval(fit: Fit, alts: dict, C, seed=0) -> dict:
         lo, hi = np.percentile(draws, [2.5, 97.5], axis=0)
         out["lo"][key], out["hi"][key] = np.exp(lo), np.exp(hi)
         out["parts"][key] = {"parameter": halfwidth(param), "form": Z95 * form_n}
-    logl = np.log(s["loss_opt"])
     logl = logl[np.all(np.isfinite(logl), axis=1)]
     if len(logl) >= 2:
         X = {"N": point["N_opt"], "D": point["D_opt"]}
@@ -71,8 +71,6 @@ def allocation_interval(fit: Fit, alts: dict, C, seed=0) -> dict:
         lo, hi = np.percentile(draws, [2.5, 97.5], axis=0)
         out["lo"]["loss_opt"], out["hi"]["loss_opt"] = np.exp(lo), np.exp(hi)
         out["parts"]["loss_opt"] = {"parameter": halfwidth(logl), "noise": halfwidth(noise), "form": Z95 * sd}
-    out["param_ci95"] = {k: np.percentile(s[k], [2.5, 97.5], axis=0) for k in ("N_opt", "D_opt", "loss_opt")
-                         if np.isfinite(s[k]).all(axis=1).sum() >= 2}
     return out
 
 

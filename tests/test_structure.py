@@ -11,7 +11,8 @@ TORCH_FREE = {"config", "errors", "data", "forms", "lm", "allocate", "groups", "
               "spec", "records",
               "lock", "plan", "corpus", "prepare", "repetition",
               "wandb_log", "mapping", "collect", "fit", "isoflop", "backtest", "laws", "analysis", "plots", "report",
-              "cli_fit", "compare", "prediction", "study", "sweep"}
+              "cli_fit", "compare", "prediction", "study", "sweep", "extrapolation", "frontier", "coverage",
+              "report_horizon", "ask"}
 
 
 def imports(module: str) -> set[str]:
