@@ -105,6 +105,9 @@ def section(fit: Fit, fits: dict, head: str, iso: dict | None, budgets, c_max: f
                 "N_opt": s["N_opt"][:, j], "D_opt": s["D_opt"][:, j], "loss_opt": s["loss_opt"][:, j],
                 "tokens_per_param": s["D_opt"][:, j] / s["N_opt"][:, j]})
             row["ci95"] = {k: [float(iv["lo"][k][j]), float(iv["hi"][k][j])] for k in iv["lo"]}
+            if "N_opt" in row["ci95"]:  # D*/N* = C / 6 N*^2: its interval follows N*'s
+                lo_n, hi_n = row["ci95"]["N_opt"]
+                row["ci95"]["tokens_per_param"] = [C / 6 / hi_n ** 2, C / 6 / lo_n ** 2]
             row["parts"] = {k: {p: float(v[j]) for p, v in parts.items()} for k, parts in iv["parts"].items()}
         out["budgets"].append(row)
     return out
