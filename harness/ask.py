@@ -24,7 +24,8 @@ def read_rows(path: str) -> tuple[list[dict], list[str]]:
         raise HarnessError(f"predict={path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
     missing = [c for c in ("N", "D") if c not in df.columns]
     if missing:
-        raise HarnessError(f"predict={path}: missing column(s) {', '.join(missing)} (has: {', '.join(map(str, df.columns))})")
+        has = ", ".join(map(str, df.columns))
+        raise HarnessError(f"predict={path}: missing column(s) {', '.join(missing)} (has: {has})")
     good, bad = [], []
     for i, row in df.iterrows():
         name = str(row["name"]) if "name" in df.columns and pd.notna(row["name"]) else f"row {i + 1}"

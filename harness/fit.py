@@ -219,8 +219,7 @@ def interval_parts(fit: Fit, X: dict, level=0.95, seed=0) -> dict:
     z_level = float(np.sqrt(2) * erfinv(level))
     return {"point": point, "lo": lo, "hi": hi,
             "parts": {"parameter": halfwidth(param, level), "noise": halfwidth(noise, level),
-                      "form": z_level * sd},
-            "distance_dex": fit.form_error.distance(X["N"], X["D"]) if fit.form_error is not None else None}
+                      "form": z_level * sd}}
 
 
 def information(fit: Fit) -> tuple[float, float]:

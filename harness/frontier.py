@@ -50,7 +50,7 @@ def allocation_interval(fit: Fit, alts: dict, C, seed=0) -> dict:
         s = _allocate(fit, z, C)
         logn, logl = np.log(s["N_opt"]), np.log(s["loss_opt"])
     rng = np.random.default_rng(seed)
-    out = {"C": C, "point": point, "lo": {}, "hi": {}, "parts": {}}
+    out = {"C": C, "point": point, "lo": {}, "hi": {}, "parts": {}, "samples": s}
     logn = logn[np.all(np.isfinite(logn), axis=1)]  # rows with no optimum say nothing of where it is
     form_n = spread_sd(np.log(point["N_opt"]), list(alts.values()))
     eps = rng.standard_normal(logn.shape) * form_n  # one draw serves N* and D* = C / 6 N*
@@ -90,9 +90,8 @@ def section(fit: Fit, fits: dict, head: str, iso: dict | None, budgets, c_max: f
         out.update(a=float(co["a"]), b=float(co["b"]), G=float(co["G"]))
     elif len(budgets) >= 2:
         out.update(a=_slope(budgets, point["N_opt"]), b=_slope(budgets, point["D_opt"]))
-    s = None
-    if fit.z_samples is not None and len(fit.z_samples):
-        s = _allocate(fit, fit.z_samples, budgets)
+    s = iv["samples"] if fit.z_samples is not None and len(fit.z_samples) else None  # the bootstrap's rows
+    if s is not None:
         if len(budgets) >= 2:
             out["stderr"], out["ci95"] = summarise({"a": _slope(budgets, s["N_opt"]), "b": _slope(budgets, s["D_opt"])})
     for j, C in enumerate(budgets):

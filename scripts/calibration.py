@@ -62,7 +62,8 @@ def rollout_coverage(table: pd.DataFrame, seed=0) -> list[dict]:
             m = float(test["loss"][j])
             rows.append({"k": k, "form": head, "projection_dex": float(np.log10(test["C"][j] / c_cut)),
                          "inside": bool(iv["lo"][j] <= m <= iv["hi"][j]),
-                         "rel_error": float(iv["point"][j] / m - 1), "halfwidth": float(np.log(iv["hi"][j] / iv["lo"][j]) / 2),
+                         "rel_error": float(iv["point"][j] / m - 1),
+                         "halfwidth": float(np.log(iv["hi"][j] / iv["lo"][j]) / 2),
                          "kappa": fit.form_error.per_dex if fit.form_error is not None else None})
     return rows
 
@@ -109,11 +110,13 @@ def simulated(results_dir: str, draws: int) -> list[dict]:
 
 
 def table_md(a: list[dict], b: list[dict], c: list[dict]) -> str:
-    lines = ["| check | cells | inside the 95 % interval | median half-width | median \\|error\\| |", "|---|---|---|---|---|"]
+    lines = ["| check | cells | inside the 95 % interval | median half-width | median \\|error\\| |",
+             "|---|---|---|---|---|"]
     for lo, hi in BINS:
         rows = [r for r in a if lo <= r["projection_dex"] < hi]
         if rows:
-            lines.append(f"| (a) rollout, {lo:g}–{hi:g} dex | {len(rows)} | {np.mean([r['inside'] for r in rows]):.0%} | "
+            share = np.mean([r["inside"] for r in rows])
+            lines.append(f"| (a) rollout, {lo:g}–{hi:g} dex | {len(rows)} | {share:.0%} | "
                          f"{np.median([r['halfwidth'] for r in rows]):.2%} | "
                          f"{np.median([abs(np.log1p(r['rel_error'])) for r in rows]):.2%} |")
     inside = sum(r["inside_pi95"] for r in b)
@@ -124,7 +127,8 @@ def table_md(a: list[dict], b: list[dict], c: list[dict]) -> str:
     for r in c:
         lines.append(f"| (c) simulated {r['truth'].replace('_', ' ')}, {r['design']}, +1 dex | {r['n_cells']} | "
                      f"{r['coverage']:.0%} | {r['median_halfwidth']:.2%} | {r['median_abs_error']:.2%} |")
-    lines += ["", "| held-out cell | study | form | predicted | 95 % interval | measured | error | committed interval |",
+    lines += ["", "| held-out cell | study | form | predicted | 95 % interval | measured | error "
+              "| committed interval |",
               "|---|---|---|---|---|---|---|---|"]
     for r in b:
         lines.append(f"| {r['cell_key']} | {r['study']} | {r['form']} | {r['predicted']:.4f} | "
