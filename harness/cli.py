@@ -13,7 +13,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from harness.config import CONF_DIR, Config, register
-from harness.errors import HarnessError, is_config_error, one_line
+from harness.errors import HarnessError, entry_point, is_config_error, one_line
 
 
 def to_config(cfg: DictConfig) -> Config:
@@ -74,6 +74,7 @@ def _train_one(cfg: Config, multirun: bool) -> None:
         raise
 
 
+@entry_point("harness-train")
 def train_main() -> None:
     # Recorded with every run (joblib and submitit workers inherit it), so a report can print the
     # command that trained its runs.
@@ -93,6 +94,7 @@ more than data.max_epochs times), which make it exit 1. Takes exactly the overri
 takes (see harness-train --help)."""
 
 
+@entry_point("harness-plan")
 def plan_main() -> None:
     _check_conf()
     if {"-h", "--help"} & set(sys.argv[1:]):

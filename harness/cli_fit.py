@@ -15,7 +15,8 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Optional
 
-from harness.errors import HarnessError
+from harness import validate
+from harness.errors import HarnessError, entry_point
 
 USAGE = "harness-fit runs=PATH out=DIR [key=value ...]"
 
@@ -83,11 +84,13 @@ def parse_args(argv: list[str]) -> FitConfig:
         missing = sorted(OmegaConf.missing_keys(cfg))
         if missing:
             raise HarnessError(f"missing required option(s): {', '.join(missing)}")
-        return FitConfig(**OmegaConf.to_container(cfg))
+        out = FitConfig(**OmegaConf.to_container(cfg))
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None)
         msg = str(exc).splitlines()[0]
         raise HarnessError(f"{key}: {msg}" if key else msg) from None
+    validate.check(out, validate.FIT)
+    return out
 
 
 def command_line(cfg: FitConfig) -> str:
@@ -241,6 +244,7 @@ def _compare(cfg: FitConfig, results: dict, table, runs, convention: str) -> dic
     return {"reference": cfg.compare, **compare(table, results, ref_table, ref_fit, envs)}
 
 
+@entry_point("harness-fit")
 def fit_main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if "-h" in argv or "--help" in argv:

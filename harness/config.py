@@ -4,6 +4,7 @@ A typo or a wrong type in conf/ or on the command line fails at compose time, be
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -126,6 +127,23 @@ def compose(overrides: list[str]) -> "Config":
     register()
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         return OmegaConf.to_object(hydra_compose("config", overrides=list(overrides)))
+
+
+def quote(value: str) -> str:
+    """`value` as a quoted Hydra override value that composes back to exactly `value` (spaces,
+    non-ASCII, quotes, backslashes and `${` included), e.g. for `results_dir=` + quote(path)."""
+    out = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", value)  # backslashes before a quote double
+    out = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, out)  # so do trailing ones (before the closing quote)
+    return "'" + out.replace("${", "\\${") + "'"
+
+
+def unquote(value: str) -> str:
+    """A KEY=VALUE value as Hydra reads it when quoted ('...' or "..."); any other value as given."""
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        return str(OverridesParser.create().parse_overrides([f"x={value}"])[0].value()).replace("\\${", "${")
+    return value
 
 
 def to_dict(cfg: Any) -> dict:

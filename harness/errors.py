@@ -1,5 +1,8 @@
-"""The one exception type that entry points turn into a single clear error line, and that line's
-maker for Hydra's multi-line composition errors."""
+"""The one exception type that entry points turn into a single clear error line, that line's maker
+for Hydra's multi-line composition errors, and the wrapper every entry point runs under."""
+import functools
+import logging
+import sys
 
 
 class HarnessError(Exception):
@@ -26,3 +29,29 @@ def one_line(e: BaseException) -> str:
     if cause is not None and str(cause).strip():
         text += ": " + str(cause).strip().splitlines()[0]
     return text
+
+
+INTERRUPTED = {  # what Ctrl-C leaves behind, per entry point
+    "harness-train": "the cell is recorded as failed and reruns from its start",
+    "harness-study": "finished cells are kept; rerun the same command to resume",
+}
+
+
+def entry_point(prog: str):
+    """Run an entry point so that Ctrl-C is one line and exit status 130 (not a traceback), and a
+    third-party log handler that cannot write (a full disk) stays silent: the harness's own error
+    line says what failed, instead of logging's '--- Logging error ---' tracebacks."""
+    def wrap(main):
+        @functools.wraps(main)
+        def run(*args, **kwargs):
+            logging.raiseExceptions = False
+            try:
+                return main(*args, **kwargs)
+            except KeyboardInterrupt as e:
+                what = INTERRUPTED.get(prog)
+                if prog == "harness-train" and not getattr(e, "recorded", False):
+                    what = "no cell had started, nothing was recorded"
+                print(f"\n{prog}: interrupted" + (f"; {what}" if what else ""), file=sys.stderr)
+                sys.exit(130)
+        return run
+    return wrap

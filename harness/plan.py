@@ -79,10 +79,11 @@ def speed_model(results_dir: Path, device: str) -> tuple[tuple[float, float] | N
 
     rows = []
     for _, rec in records.iter_records(results_dir):
-        s = rec.get("summary", {})
-        kind = str(rec.get("env", {}).get("device", "cpu")).split(":")[0]
-        if rec.get("status") == "finished" and s.get("train_s") and kind == device:
-            rows.append((s["D"], s["C_attn"], s["train_s"]))
+        s = rec["summary"]
+        kind = str((rec.get("env") or {}).get("device", "cpu")).split(":")[0]
+        numbers = [s.get(k) for k in ("D", "C_attn", "train_s")]
+        if rec["status"] == "finished" and kind == device and all(_positive(x) for x in numbers):
+            rows.append(tuple(numbers))
     if len(rows) >= 4:
         X = np.array([[d, c] for d, c, _ in rows], float)
         coef, *_ = np.linalg.lstsq(X, np.array([t for *_, t in rows]), rcond=None)
@@ -91,6 +92,10 @@ def speed_model(results_dir: Path, device: str) -> tuple[tuple[float, float] | N
     if device in DEFAULT_SPEED:
         return DEFAULT_SPEED[device], "default speed, fitted to this harness's runs on 2 CPU cores"
     return None, f"no finished {device} runs under {results_dir} to estimate speed from"
+
+
+def _positive(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
 
 
 def seconds(values: dict, speed: tuple[float, float] | None) -> float:
@@ -187,7 +192,8 @@ def main(argv: list[str], conf_dir: Path) -> dict:
     ok = [r for r in rows if r.cfg is not None]
     add_unique_tokens(rows)
     device = "cuda" if ok and ok[0].cfg.device.startswith("cuda") else "cpu"
-    speed, source = speed_model(Path(ok[0].cfg.results_dir) if ok else Path("."), device)
+    # no valid cell, no results_dir to learn the speed from (and nothing to time)
+    speed, source = speed_model(Path(ok[0].cfg.results_dir), device) if ok else (None, "no valid cells")
     print("\n".join(table(rows, speed)))
     todo = [r for r in ok if r.values["status"] not in records.DONE]
     total_c = sum(r.values["C"] for r in ok)

@@ -13,9 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-from harness import corpus
+from harness import corpus, validate
 from harness.config import compose
-from harness.errors import HarnessError, is_config_error, one_line
+from harness.errors import HarnessError, entry_point, is_config_error, one_line
 
 HELP = """usage: harness-prepare out=DIR [data=PRESET] [data.KEY=VALUE ...]
 
@@ -36,7 +36,9 @@ def parse(argv: list[str]) -> tuple[Path, list[str]]:
 
 def run(overrides: list[str], out: Path) -> dict:
     """Prepare the corpus the overrides select into `out`; returns its manifest."""
-    cfg = compose(overrides).data
+    full = compose(overrides)
+    validate.check(full, validate.TRAIN)  # the data options' ranges, as harness-train checks them
+    cfg = full.data
     if cfg.source == "prepared":
         raise HarnessError("data=prepared is already a prepared folder; copy the folder instead")
     if out.exists() and (out.is_file() or any(out.iterdir())):
@@ -59,6 +61,7 @@ def run(overrides: list[str], out: Path) -> dict:
     return manifest
 
 
+@entry_point("harness-prepare")
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if {"-h", "--help"} & set(argv):

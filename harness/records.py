@@ -4,7 +4,7 @@ One layout for every record, a JSON file in its run directory:
   kind     "run"     summary.json of a training run or a WSD branch: a data point
            "trunk"   trunk.json of a WSD trunk (it carries the branches): not a data point
            "invalid" summary.json of a sweep cell that failed before it could start
-  status   running | finished | diverged | failed
+  status   running | finished | diverged | failed   (`read` gives "unreadable" for anything else)
   cell_id, sweep, run_id (wandb), error, command (what trained it), config (resolved),
   summary  the flat numbers the fitter reads (N, D, C, val/loss, ...)
   env      how the numbers were computed (torch, device, threads, dtype); see `env_key`
@@ -47,11 +47,50 @@ def write(directory: Path, record: dict, name: str = RUN) -> None:
     tmp.replace(directory / name)
 
 
+# The layout `new` writes (older records lack some keys; none has another type). A record that is
+# not this is "unreadable": named, never a data point, never "done", so its cell trains again.
+STATUSES = ("running", "finished", "diverged", "failed")
+UNREADABLE = "unreadable"
+_TYPES = {"kind": str, "status": str, "cell_id": str, "sweep": str, "run_id": (str, type(None)),
+          "error": (str, type(None)), "command": (str, type(None)), "config": dict, "summary": dict,
+          "env": (dict, type(None)), "wandb_log_complete": bool, "branches": list, "started": str}
+
+
 def read(directory: Path, name: str = RUN) -> dict | None:
+    """The record at directory/name: None if there is none, a record of status "unreadable"
+    (its error names the file and what is wrong) if it is not the layout this module writes."""
+    path = directory / name
     try:
-        return json.loads((directory / name).read_text())
-    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
+        rec = json.loads(path.read_text())
+    except (FileNotFoundError, NotADirectoryError):
         return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return unreadable(path, f"is not valid JSON ({type(e).__name__})" if isinstance(e, ValueError)
+                          else f"cannot be read ({e.strerror or type(e).__name__})")
+    problem = layout_problem(rec, name)
+    return unreadable(path, problem) if problem else rec
+
+
+def layout_problem(rec, name: str = RUN) -> str | None:
+    """What makes `rec` not a record this module wrote, or None."""
+    if not isinstance(rec, dict):
+        return f"holds a JSON {type(rec).__name__}, not a record object"
+    for key, types in _TYPES.items():
+        if key in rec and not isinstance(rec[key], types):
+            return f"has {key} of type {type(rec[key]).__name__}"
+    if rec.get("status") not in STATUSES:
+        return f"has status {rec.get('status')!r}, not one of {', '.join(STATUSES)}"
+    if name == RUN and "summary" not in rec:
+        return "has no summary"
+    kind = rec.get("kind", "run" if name == RUN else "trunk")
+    if kind not in (("run", "invalid") if name == RUN else ("trunk",)):
+        return f"has kind {kind!r} in a {name}"
+    return None
+
+
+def unreadable(path: Path, why: str) -> dict:
+    return {"kind": "run" if path.name == RUN else "trunk", "status": UNREADABLE, "summary": {},
+            "error": f"{path} {why}"}
 
 
 def is_done(record: dict | None) -> bool:
@@ -92,8 +131,5 @@ def iter_records(root: Path):
     """(directory, record) for every data-point record under root, recursively, in path order."""
     for path in sorted(root.rglob(RUN)):
         rec = read(path.parent)
-        if rec is None:
-            yield path.parent, {"kind": "run", "status": "unreadable", "summary": {},
-                                "error": f"{path} is not valid JSON"}
-        elif rec.get("kind", "run") == "run":
+        if rec is not None and rec.get("kind", "run") == "run":  # unreadable ones too, to be named
             yield path.parent, rec

@@ -36,5 +36,3 @@ def wsd_factor(step: int, steps: int, o: OptimConfig) -> float:
 def validate(o: OptimConfig) -> None:
     lr_at(0, 2, 1, 1.0, o)
     lr_at(1, 2, 0, 1.0, o)
-    if not 0 < o.cooldown_fraction <= 1:
-        raise HarnessError(f"optim.cooldown_fraction={o.cooldown_fraction} must be in (0, 1]")

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import accounting, data, hparams, schedule
+from harness import accounting, data, hparams, schedule, validate
 from harness.config import Config, to_dict
 from harness.errors import HarnessError
 
@@ -86,15 +86,12 @@ class Spec:
 
 def resolve(cfg: Config) -> Spec:
     """Validate and derive everything before any work: sizes, budget, per-size hyperparameters."""
+    validate.check(cfg, validate.TRAIN)  # every number in its range first (validate.py)
     schedule.validate(cfg.optim)
     if cfg.branches and cfg.optim.schedule != "wsd":
         raise HarnessError("branches need optim.schedule=wsd (cooldowns branch from a constant-LR trunk)")
-    if any(not 0 < f <= 1 for f in cfg.branches):
-        raise HarnessError(f"branches={cfg.branches} must be fractions of D in (0, 1]")
     if cfg.sweep.role not in ("fit", "holdout"):
         raise HarnessError(f"sweep.role={cfg.sweep.role!r} is not one of 'fit', 'holdout'")
-    if cfg.threads is not None and cfg.threads < 1:
-        raise HarnessError(f"threads={cfg.threads} must be >= 1")
     m, V = cfg.model, cfg.data.vocab_size
     accounting.validate_model(m, V)
     accounting.check_vocab(V)

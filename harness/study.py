@@ -12,6 +12,7 @@ interruption continues it. This module starts processes and reads files; it neve
 """
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import shlex
@@ -21,8 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.config import CONF_DIR
-from harness.errors import HarnessError, is_config_error, one_line
+from harness.config import CONF_DIR, quote, unquote
+from harness.errors import HarnessError, entry_point, is_config_error, one_line
 
 USAGE = ("harness-study study=NAME [results_dir=DIR] [compare=REFERENCE_DIR] [n_bootstrap=N] "
          "[KEY=VALUE ...]")
@@ -57,6 +58,9 @@ class Study:
     out: str = ""  # the final fit's folder inside the sweep directory ("" = the sweep directory itself)
 
 
+KEYS = ("sweep", "fit", "holdout", "fit_args", "prediction", "out")  # a study YAML's keys (Study's fields)
+
+
 def load(name: str) -> Study:
     from omegaconf import OmegaConf
 
@@ -65,6 +69,13 @@ def load(name: str) -> Study:
         known = ", ".join(sorted(p.stem for p in path.parent.glob("*.yaml")))
         raise HarnessError(f"study={name}: no {path} (studies: {known})")
     d = OmegaConf.to_container(OmegaConf.load(path))
+    if not isinstance(d, dict):
+        raise HarnessError(f"{path}: a study is a mapping of keys ({', '.join(KEYS)}), not a {type(d).__name__}")
+    unknown = [k for k in d if k not in KEYS]
+    if unknown:
+        near = difflib.get_close_matches(str(unknown[0]), KEYS, n=1)
+        raise HarnessError(f"{path}: unknown key {unknown[0]!r}" + (f" (did you mean {near[0]!r}?)" if near else "")
+                           + f"; a study has {', '.join(KEYS)}")
     missing = [k for k in ("sweep", "fit", "holdout") if not d.get(k)]
     if missing:
         raise HarnessError(f"{path}: missing {', '.join(missing)}")
@@ -86,7 +97,7 @@ def parse(argv: list[str]) -> dict:
             raise HarnessError(f"unknown argument {a!r}; takes {', '.join(k + '=' for k in allowed)} "
                                "and Hydra overrides KEY=VALUE")
         if key in allowed:
-            out[key] = value
+            out[key] = unquote(value)  # quoted as harness-train takes it, or plain
         else:
             out["overrides"].append(a)
     if not out["study"]:
@@ -152,15 +163,36 @@ def predict(sweep_dir: Path, held: list, n_bootstrap: int, group_by: str, fit_ke
     from harness.prediction import NAME
 
     path = path or sweep_dir / NAME
-    ran = [r.cell for r in held if r.values["status"] != "todo"]  # plan.cells_of read each cell's record
-    if ran:
-        raise HarnessError(f"held-out cell(s) {', '.join(ran)} already ran but {path} "
-                           "does not exist: a prediction must be written before its check; remove those "
-                           "cells' directories to pre-register one")
+    refuse_late(held, path)
     runs = only_cells(collect(str(sweep_dir))[0], fit_keys)
     convention = resolve_convention(runs, "auto")
     table, _ = fit_table(runs, convention, group_by=group_by or None)
     return predict_table(table, held, n_bootstrap, convention, group_by)
+
+
+def refuse_late(held: list, path: Path) -> None:
+    """No prediction yet, so no held-out cell may have a record (plan.cells_of read each one's)."""
+    ran = [r.cell for r in held if r.values["status"] != "todo"]
+    if ran:
+        raise HarnessError(f"held-out cell(s) {', '.join(ran)} already ran but {path} "
+                           "does not exist: a prediction must be written before its check; remove those "
+                           "cells' directories to pre-register one")
+
+
+def existing_prediction(path: Path) -> dict | None:
+    """The prediction already written at `path` (kept, never rewritten), or None if there is none."""
+    if not path.exists():
+        return None
+    try:
+        made = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise HarnessError(f"{path} is not a readable prediction ({type(e).__name__}: {e}); a prediction is "
+                           "never rewritten: restore it, or move it away to pre-register a new one before "
+                           "any held-out cell trains") from None
+    if not isinstance(made, dict) or not isinstance(made.get("cells"), list):
+        raise HarnessError(f"{path} is not a prediction (no list of cells); restore it, or move it away to "
+                           "pre-register a new one before any held-out cell trains")
+    return made
 
 
 # Held-out cells are config rows (plan.cells_of), fitted runs are table rows: the group columns a
@@ -205,6 +237,7 @@ def predict_table(table, held: list, n_bootstrap: int, convention: str, group_by
             "compute_optimal": [{**c, "group": g} for g, p in parts.items() for c in p["compute_optimal"]]}
 
 
+@entry_point("harness-study")
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if {"-h", "--help"} & set(argv):
@@ -228,15 +261,17 @@ def _main(argv: list[str]) -> int:
 
     args = parse(argv)
     study = load(args["study"])
-    common = [*args["overrides"], f"results_dir={args['results_dir']}"]
+    common = [*args["overrides"], f"results_dir={quote(args['results_dir'])}"]
     sweep_dir = Path(args["results_dir"]) / study.sweep
     os.environ["HARNESS_COMMAND"] = shlex.join(["harness-study", *argv])  # recorded with every run
     held = held_out_cells(study, common)  # resolved first: a bad holdout stage fails before any training
+    path = sweep_dir / study.prediction
+    made = existing_prediction(path)
+    if made is None:
+        refuse_late(held, path)  # held-out cells that ran before any prediction: refused before training
     t0 = time.time()
     run_stage("fit", study.fit, common)
-    path = sweep_dir / study.prediction
-    if path.exists():
-        made = json.loads(path.read_text())
+    if made is not None:
         print(f"harness-study: keeping {path} (created {made.get('created')}); it is never rewritten")
     else:
         group_by = next((a.partition("=")[2] for a in study.fit_args if a.startswith("group_by=")), "")

@@ -35,15 +35,26 @@ class SweepReport(Callback):
             shutil.rmtree(old, ignore_errors=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        self._wait_for_others(self._dir(config))
-        statuses = records.sweep_status(self._dir(config))
-        bad = {cid: s for cid, s in statuses.items() if s != "finished"}
-        print(f"sweep {config.sweep.name}: {len(statuses) - len(bad)}/{len(statuses)} cells finished")
-        for cid, status in bad.items():
-            rec = records.read(self._dir(config) / cid, records.TRUNK) or records.read(self._dir(config) / cid) or {}
-            print(f"  {status:9s} {cid}: {rec.get('error') or ''}".rstrip())
+        # Hydra turns an exception raised here into a warning and exits 0: report every failure
+        # ourselves, and exit non-zero when the report itself cannot be made.
+        try:
+            bad = self.report(self._dir(config), config.sweep.name)
+        except Exception as e:  # noqa: BLE001
+            print(f"harness-train: error: the sweep report failed: {type(e).__name__}: {e}", file=sys.stderr)
+            sys.exit(1)
         if bad:
             sys.exit(1)
+
+    def report(self, sweep_dir: Path, name: str) -> int:
+        """Print every cell's status; return how many did not finish (unreadable records count)."""
+        self._wait_for_others(sweep_dir)
+        statuses = records.sweep_status(sweep_dir)
+        bad = {cid: s for cid, s in statuses.items() if s != "finished"}
+        print(f"sweep {name}: {len(statuses) - len(bad)}/{len(statuses)} cells finished")
+        for cid, status in bad.items():
+            rec = records.read(sweep_dir / cid, records.TRUNK) or records.read(sweep_dir / cid) or {}
+            print(f"  {status:9s} {cid}: {rec.get('error') or ''}".rstrip())
+        return len(bad)
 
     @staticmethod
     def _wait_for_others(sweep_dir: Path) -> None:

@@ -53,6 +53,28 @@ class Tracker:
         e.recorded = True
 
 
+def restore(directory: Path) -> dict | None:
+    """Rebuild a run's lost or unreadable record from its own complete wandb log (which holds the
+    config, derived numbers, environment and final summary the record repeats) and write it; None
+    when there is no complete log of a run that ended cleanly, so the run must train again."""
+    from harness.wandb_log import exit_status, is_complete, read_wandb_log
+
+    log = records.wandb_log(directory, None)
+    if log is None or not is_complete(log) or exit_status(log) != 0:
+        return None
+    config, summary, _ = read_wandb_log(log)
+    if summary.get("status") not in records.DONE or not isinstance(config.get("derived"), dict):
+        return None
+    env = config.pop("env", None)
+    config.pop("derived")
+    rec = records.new("run", cell_id=str(summary.get("cell_id")), sweep=str(config.get("sweep", {}).get("name")),
+                      config=config, summary=summary, env=env if isinstance(env, dict) else None,
+                      run_id=log.stem.removeprefix("run-"), rebuilt_from=str(log))
+    rec.update(status=summary["status"], wandb_log_complete=True)
+    records.write(directory, rec)
+    return rec
+
+
 def _wait_for_log(log: str, timeout_s: float = 60.0) -> bool:
     """summary.json says "finished" once the wandb log on disk is complete (or says it is not)."""
     from harness.wandb_log import wait_complete

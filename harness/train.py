@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import time
 
-from harness import accounting, data, loop, records, schedule, wsd
+from harness import accounting, data, loop, records, schedule, track, wsd
 from harness.config import Config
 from harness.errors import HarnessError
 from harness.lock import Busy, CellLock
@@ -52,6 +52,8 @@ def _done(spec: Spec, name: str, env: dict) -> dict | None:
     previous = records.read(spec.directory, name)
     if not records.is_done(previous):
         return None
+    if name == records.TRUNK and previous["status"] == "finished" and not _branches_done(spec):
+        return None  # the trunk trains again; the branches that are done are skipped (wsd._branch)
     now, then = spec.flat(), previous.get("summary", {})
     changed = [k for k in DERIVED if k in then and not math.isclose(then[k], now[k], rel_tol=1e-12)]
     if changed:
@@ -64,6 +66,23 @@ def _done(spec: Spec, name: str, env: dict) -> dict | None:
         note = f" (under {records.env_key(previous['env'])}; now {records.env_key(env)})"
     print(f"skip {spec.cell_id}: already {previous['status']}{note}")
     return previous
+
+
+def _branches_done(spec: Spec) -> bool:
+    """Every branch of a finished trunk has a done record; one that is unreadable or gone is rebuilt
+    from its complete wandb log where it has one (track.restore)."""
+    for _, end in spec.branches:
+        b = spec.branch(end).directory
+        rec = records.read(b)
+        if records.is_done(rec):
+            continue
+        why = rec["error"] if rec else f"{b / records.RUN} is missing"
+        if (rebuilt := track.restore(b)) is not None:
+            print(f"{why}: rebuilt it from its complete wandb log ({rebuilt['status']})")
+            continue
+        print(f"{why} and there is no complete wandb log to rebuild it from: training the trunk again")
+        return False
+    return True
 
 
 def check_corpus(cfg: Config, spec: Spec, corpus: data.Corpus) -> None:

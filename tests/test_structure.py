@@ -12,7 +12,7 @@ TORCH_FREE = {"config", "errors", "data", "forms", "lm", "allocate", "groups", "
               "lock", "plan", "corpus", "prepare", "repetition",
               "wandb_log", "mapping", "collect", "fit", "isoflop", "backtest", "laws", "analysis", "plots", "report",
               "cli_fit", "compare", "prediction", "study", "sweep", "extrapolation", "frontier", "coverage",
-              "report_horizon", "ask"}
+              "report_horizon", "ask", "validate"}
 
 
 def imports(module: str) -> set[str]:

@@ -134,7 +134,7 @@ def test_grouped_prediction_runs_end_to_end_on_the_committed_laptop_study(tmp_pa
 
 def test_a_bad_override_fails_in_one_line_before_any_training(tmp_path):
     for bad, message in [("bogus.key=1", "Could not override 'bogus.key'"),
-                         ("data.vocab_size=256", "data.vocab_size=256 is below 257")]:
+                         ("data.vocab_size=256", "data.vocab_size=256 must be in [257, 65535]")]:
         out = cli("harness-study", "study=tiny", f"results_dir={tmp_path / 'r'}", bad, cwd=tmp_path)
         lines = out.stderr.strip().splitlines()
         assert out.returncode == 2 and len(lines) == 1 and message in lines[0], out.stderr[-2000:]

@@ -58,7 +58,7 @@ def test_cosine_spans_exactly_the_run_and_wsd_cools_down():
     (["data=files", "data.paths=[/no/such/file.txt]"], "data file not found"),
     (["sweep.role=holdot"], "sweep.role='holdot' is not one of 'fit', 'holdout'"),
     (["data=prepared", "data.path=/no/such/folder"], "data.path=/no/such/folder: no manifest.json"),
-    (["data.vocab_size=256"], "data.vocab_size=256 is below 257"),  # byte-level BPE would emit id 256
+    (["data.vocab_size=256"], "data.vocab_size=256 must be in [257, 65535]"),  # byte-level BPE would emit id 256
 ])
 def test_invalid_configs_fail_before_training_with_one_line(tmp_path, args, message):
     out = cli("harness-train", f"results_dir={tmp_path}", *args, cwd=tmp_path)
