@@ -57,15 +57,15 @@ def _train_task(dcfg: DictConfig) -> None:
 
 
 def _train_one(cfg: Config, multirun: bool) -> None:
-    from harness import spec, sweep
+    from harness.train import spec, sweep
 
     try:
         spec.resolve(cfg)  # invalid shapes and budgets fail here, before torch is imported
-        from harness import train
+        from harness.train import cell
 
         if multirun:
             _gpu_for_job(cfg)
-        train.run(cfg)
+        cell.run(cfg)
     except Exception as e:
         if multirun and not getattr(e, "recorded", False):  # failed before its cell directory existed
             from hydra.core.hydra_config import HydraConfig

@@ -130,9 +130,10 @@ def resolve_convention(runs, requested: str) -> str:
 
 def run(cfg: FitConfig) -> dict:
     """Collect, fit, write fit.json, report.md and figures into cfg.out; return the results."""
-    from harness import ask, plots, repetition, report
-    from harness.analysis import analyse
-    from harness.collect import collect, fit_table
+    from harness.fit import ask, repetition
+    from harness.fit.analysis import analyse
+    from harness.fit.collect import collect, fit_table
+    from harness.report import document, plots
 
     check_out(cfg.out)
     if cfg.prediction and not Path(cfg.prediction).is_file():
@@ -156,7 +157,7 @@ def run(cfg: FitConfig) -> dict:
     if cfg.compare:
         results["comparison"] = _compare(cfg, results, table, runs, convention)
     if cfg.group_by:
-        from harness import groups
+        from harness.fit import groups
 
         head = fits[results["model_choice"]["headline"]].form
         results["groups"] = groups.compare(table, cfg.group_by, head, cfg.n_bootstrap, cfg.seed,
@@ -164,7 +165,7 @@ def run(cfg: FitConfig) -> dict:
     results["warnings"] = warnings + results["warnings"]
     results["provenance"] = {
         "runs": cfg.runs, "input_runs": table["run_id"].tolist(), "excluded": excluded,
-        "git_revision": report.git_revision(Path(__file__).resolve().parent),
+        "git_revision": document.git_revision(Path(__file__).resolve().parent),
         "conventions": {"N": convention, "C": "6*N*D" if convention == "total"
                         else "6*N_nonembed*D (Kaplan)", "loss": f"final val/loss (mapped: col_loss={cfg.col_loss})",
                         "seeds": "repeated seeds of one cell averaged"},
@@ -179,19 +180,19 @@ def run(cfg: FitConfig) -> dict:
         raise HarnessError(f"out={cfg.out}: cannot create directory ({exc.strerror})") from None
     table.to_csv(out / "runs.csv", index=False)
     figures = plots.make_all(table, fits, results, out, cfg.budget_tol_dex)
-    report.write_json(results, out / "fit.json")
+    document.write_json(results, out / "fit.json")
     if asked:
-        from harness.prediction import make
+        from harness.fit.prediction import make
 
         made = make(fits[results["model_choice"]["headline"]], table, asked, convention, fits)
         made["asked"] = cfg.predict
-        report.write_json(made, out / ask.NAME)
+        document.write_json(made, out / ask.NAME)
         for c in made["cells"]:
             print(f"harness-fit: {ask.answer_line(c)}")
     for line in bad_rows:
         print(f"harness-fit: error: {line}", file=sys.stderr)
     results["bad_predict_rows"] = len(bad_rows)
-    report.write_markdown(results, figures, command_line(cfg), out / "report.md")
+    document.write_markdown(results, figures, command_line(cfg), out / "report.md")
     for w in results["warnings"]:
         print(f"harness-fit: warning: {w}", file=sys.stderr)
     if "comparison" in results:
@@ -213,7 +214,7 @@ def _score_prediction(cfg: FitConfig, table) -> dict | None:
     """Score the prediction.json that harness-study wrote beside the runs (if there is one)."""
     import json
 
-    from harness import prediction
+    from harness.fit import prediction
 
     path = Path(cfg.prediction or Path(cfg.runs) / prediction.NAME)
     if not path.is_file():
@@ -229,8 +230,8 @@ def _compare(cfg: FitConfig, results: dict, table, runs, convention: str) -> dic
     """Read the reference study (records + fit.json) and compare this fit's cells and law with it."""
     import json
 
-    from harness.collect import collect, fit_table
-    from harness.compare import compare
+    from harness.fit.collect import collect, fit_table
+    from harness.report.compare import compare
 
     ref = Path(cfg.compare)
     try:

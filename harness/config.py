@@ -53,7 +53,7 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    lr: Optional[float] = None  # peak LR; None -> per-size rule in harness/hparams.py
+    lr: Optional[float] = None  # peak LR; None -> per-size rule in harness/train/hparams.py
     batch_tokens: Optional[int] = None  # tokens per optimizer step; None -> per-size rule
     warmup_tokens: Optional[int] = None  # linear warmup; None -> N tokens (Porian et al. 2024)
     schedule: str = "cosine"  # "cosine" over exactly D tokens (Hoffmann et al. 2022) or "wsd"

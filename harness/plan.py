@@ -12,9 +12,10 @@ from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from omegaconf import OmegaConf
 
-from harness import accounting, records, spec
 from harness.config import Config, register
 from harness.errors import HarnessError
+from harness.store import records
+from harness.train import accounting, spec
 
 MIN_LOG_SPREAD = 0.25  # std of ln(D/N) below this: alpha and beta are not separately identifiable
 TOKENS_PER_PARAM_OPT = 20.0  # Hoffmann et al. (2022) rule of thumb, to place IsoFLOP minima
@@ -109,12 +110,12 @@ def seconds(values: dict, speed: tuple[float, float] | None) -> float:
 def errors(rows: list[Row]) -> list[str]:
     """What harness-train would refuse: invalid cells, and cells that repeat their data more than
     data.max_epochs times (rows carry `unique`, the unique training tokens, where known)."""
-    from harness import data
+    from harness.data import batches
 
     out = [f"cell {r.cell} is invalid: {r.values['error']}" for r in rows if r.cfg is None]
     for r in rows:
         if r.cfg is not None and r.values.get("unique"):
-            repeats = data.repetition_error(r.cell, accounting.budget_name(r.cfg.budget), r.values["D"],
+            repeats = batches.repetition_error(r.cell, accounting.budget_name(r.cfg.budget), r.values["D"],
                                             r.values["unique"], r.cfg.data.max_epochs)
             out += [repeats] if repeats else []
     return out
@@ -152,7 +153,7 @@ def design_warnings(rows: list[Row]) -> list[str]:
 
 def add_unique_tokens(rows: list[Row]) -> None:
     """Each row's unique training tokens (values["unique"]; None where unknown before preparing)."""
-    from harness import data
+    from harness.data import batches
 
     known: dict[str, int | None] = {}
     for r in rows:
@@ -161,7 +162,7 @@ def add_unique_tokens(rows: list[Row]) -> None:
         key = repr(r.cfg.data)
         if key not in known:
             try:
-                known[key] = data.unique_tokens(r.cfg.data)
+                known[key] = batches.unique_tokens(r.cfg.data)
             except HarnessError as e:
                 if r.cfg.data.source == "prepared":  # a missing or unreadable folder: say so, once
                     raise

@@ -138,7 +138,8 @@ def held_out_cells(study: Study, common: list[str]) -> list:
 def fit_stage_keys(study: Study, common: list[str]) -> list[str]:
     """cell_key of every run the fit stage trains: each WSD branch of a trunk (Spec.branch names
     them), or the run itself."""
-    from harness import plan, spec
+    from harness import plan
+    from harness.train import spec
 
     keys = []
     for entry in study.fit:
@@ -159,8 +160,8 @@ def predict(sweep_dir: Path, held: list, n_bootstrap: int, group_by: str, fit_ke
     """Fit the fit stage's runs in sweep_dir (harness-fit's defaults) and predict the held-out cells.
     Only the runs of fit_keys are fitted: other studies' held-out cells may share the directory."""
     from harness.cli_fit import resolve_convention
-    from harness.collect import collect, fit_table
-    from harness.prediction import NAME
+    from harness.fit.collect import collect, fit_table
+    from harness.fit.prediction import NAME
 
     path = path or sweep_dir / NAME
     refuse_late(held, path)
@@ -204,8 +205,8 @@ GROUP_OF = {"arch": lambda cfg: cfg.model.arch, "model": lambda cfg: cfg.model.n
 def predict_table(table, held: list, n_bootstrap: int, convention: str, group_by: str = "") -> dict:
     """prediction.json for the held-out rows from a law fitted to `table`; with group_by, a law per
     group (e.g. arch: each ladder's own law predicts its own held-out cells)."""
-    from harness import prediction
-    from harness.analysis import analyse
+    from harness.fit import prediction
+    from harness.fit.analysis import analyse
 
     n_key = "N_nonembed" if convention == "nonembed" else "N"
 

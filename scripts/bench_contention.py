@@ -2,7 +2,7 @@
 
     python scripts/bench_contention.py            # ~4 min on 2 CPU cores; run it on a quiet machine
 
-Each setting runs the same cell's step loop (harness.loop, as harness-train does) for a fixed wall
+Each setting runs the same cell's step loop (harness.train.loop, as harness-train does) for a fixed wall
 time, three times: quiet; beside a pure-Python busy loop (one core); beside a second copy of
 itself (the same setting, another seed). It reports tokens/s (start-up and 3 warm-up steps
 excluded) and the ratio to the quiet speed. Writes results/bench/contention_<date>.json.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from harness.loop import cpu_model
+from harness.train.loop import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 BUSY = "while True: pass"
@@ -35,13 +35,14 @@ def settings() -> dict:
 def worker(cell: list[str], seconds: float) -> None:
     """Train the cell's real step loop for a fixed wall time; print its tokens/s (a collapse would
     otherwise make a fixed-token run take many minutes)."""
-    from harness import data, loop, spec
     from harness.config import compose
+    from harness.data import batches
+    from harness.train import loop, spec
 
     cfg = compose(cell)
     s = spec.resolve(cfg)
-    device, env = loop.setup(cfg)
-    session = loop.Session(cfg, s, data.prepare(cfg.data), device)
+    device, env = loop.setup(cfg.device, cfg.threads)
+    session = loop.Session(s, cfg.model, cfg.optim, batches.prepare(cfg.data), device)
     loop.run_steps(session, 0, 3, lambda i: s.lr, lambda m, i: None)  # warm-up: allocations, first batches
     steps, t0 = 3, time.perf_counter()
     while time.perf_counter() - t0 < seconds:

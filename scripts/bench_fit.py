@@ -46,7 +46,7 @@ def end_to_end(args: list[str]) -> dict:
 
 
 def approach3() -> dict:
-    from harness.fit import bootstrap, fit_parametric
+    from harness.fit.law import bootstrap, fit_parametric
 
     df = pd.read_csv(CSV)
     df = df[df["loss"] < sorted(df["loss"])[-5]]  # Epoch's filter: drop the 5 highest losses

@@ -21,8 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import records
-from harness.loop import cpu_model
+from harness.store import records
+from harness.train.loop import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 # The tiny study as it was on main before this benchmark (commit 85ee202, 16 cosine cells, one

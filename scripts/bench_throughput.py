@@ -7,7 +7,7 @@ Usage:
 Both sides run in one process, alternating in rounds (each reports its median round), on the same
 batches with the same step: host uint16 tokens -> pinned, non-blocking copy -> bf16 autocast loss ->
 backward -> clip -> fused AdamW (CPU: foreach), no host sync inside the timed steps. They differ
-only in model and loss: harness = HF GPT-2 from `harness.model.build` with `fastpath.lm_loss`
+only in model and loss: harness = HF GPT-2 from `harness.train.model.build` with `fastpath.lm_loss`
 (chunked CE); reference = the nanoGPT-style `RefGPT` below with full logits.
 Writes results/bench/{gpu,cpu}_<YYYY-MM-DD>.json.
 
@@ -37,7 +37,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from harness import accounting, fastpath, loop, model  # noqa: E402
-from harness.config import Config, ModelConfig  # noqa: E402
+from harness.config import ModelConfig, OptimConfig  # noqa: E402
 
 PEAK_BF16 = {"H100 PCIe": 756e12, "H100 NVL": 835e12, "H100": 989e12, "H200": 989e12,
              "A100": 312e12}  # dense bf16 FLOP/s from NVIDIA datasheets; first substring match wins
@@ -98,7 +98,7 @@ def build(side: str, m: ModelConfig, args, device: torch.device):
         net = model.build(m, args.vocab, seed=0)
         loss = fastpath.full_logits_loss if side == "hf_full_logits" else fastpath.lm_loss  # the former: unfused
     net = net.to(device)
-    return net, loop.make_optimizer(net, Config(), 1e-3, device), loss
+    return net, loop.make_optimizer(net, OptimConfig(), 1e-3, device), loss
 
 
 def make_side(side, m, args, device, tokens) -> dict:

@@ -14,10 +14,10 @@ import platform
 import time
 from pathlib import Path
 
-from harness import hparams, spec, train
 from harness.cli_fit import FitConfig
 from harness.cli_fit import run as fit_run
 from harness.config import compose
+from harness.train import cell, hparams, spec
 
 SIZES = "gpt2-20k,gpt2-50k,gpt2-100k"
 BUDGETS = "150000,300000,600000,900000,1200000,1500000"
@@ -41,7 +41,7 @@ def cosine_grid(sizes, budgets, out: Path) -> dict:
         for tokens in budgets:
             cfg = compose(pinned(model, budgets) + [f"budget.tokens={tokens}", f"results_dir={out}",
                                                      "sweep.name=cosine"])
-            s = train.run(cfg)["summary"]
+            s = cell.run(cfg)["summary"]
             flops += s["C"]
     return {"flops_6N": flops, "wall_s": time.time() - t0}
 
@@ -53,7 +53,7 @@ def wsd_grid(sizes, budgets, out: Path) -> dict:
         cfg = compose(pinned(model, budgets) + ["optim=wsd", f"budget.tokens={max(budgets)}",
                                                 f"branches=[{','.join(f'{f:.6f}' for f in fractions)}]",
                                                 f"results_dir={out}", "sweep.name=wsd"])
-        flops += train.run(cfg)["train_flops"]
+        flops += cell.run(cfg)["train_flops"]
     return {"flops_6N": flops, "wall_s": time.time() - t0}
 
 

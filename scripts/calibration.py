@@ -6,7 +6,7 @@
   (b) held out  every pre-registered held-out cell the project has committed (tiny 2, laptop 4,
                 laptop blind check 2), its interval re-made from the same fitted cells with each
                 study's current settings (a law per ladder where the study says group_by=arch);
-  (c) simulated laws outside the candidate forms (harness/coverage.py) at the designs of the
+  (c) simulated laws outside the candidate forms (harness/fit/coverage.py) at the designs of the
                 committed studies, predicted at +1 dex.
 
 Usage: python scripts/calibration.py [results_dir=results] [out=results/calibration] [draws=50]
@@ -22,12 +22,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness import coverage, forms, prediction, study
-from harness.analysis import fit_forms, form_section, model_choice
-from harness.backtest import compute_groups, noise_sd
+from harness import study
 from harness.cli_fit import resolve_convention
-from harness.collect import collect, fit_table
-from harness.fit import interval_parts
+from harness.fit import coverage, forms, prediction
+from harness.fit.analysis import fit_forms, form_section, model_choice
+from harness.fit.backtest import compute_groups, noise_sd
+from harness.fit.collect import collect, fit_table
+from harness.fit.law import interval_parts
 
 BINS = ((0.0, 0.5), (0.5, 1.0), (1.0, np.inf))
 # (study, ladder column value or None): the fit-stage cells each committed law is fitted on

@@ -17,8 +17,9 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from harness import records, spec
 from harness.config import compose
+from harness.store import records
+from harness.train import spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = ("gpt2-12k", "gpt2-30k", "gpt2-50k", "gpt2-75k", "gpt2-150k")
@@ -60,7 +61,7 @@ def main() -> None:
         sys.exit(f"lr_check: {sum(c != 0 for c in codes)} runs failed")
     command = "python scripts/lr_check.py " + " ".join(sys.argv[1:])
     lines = [f"Final validation loss of each size at its budget in sweep={args.sweep} (one WSD run, "
-             f"`{command.strip()}`), at multiples of the per-size LR rule (harness/hparams.py) "
+             f"`{command.strip()}`), at multiples of the per-size LR rule (harness/train/hparams.py) "
              "that the study uses (1x). Best per row in bold.", "",
              "| model | N_nonembed | C (6 N_nonembed D) | D | rule LR | "
              + " | ".join(f"{s:g}x" for s in scales) + " |",

@@ -8,8 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from harness import spec
 from harness.config import compose
+from harness.train import spec
 
 
 def main(sweep_dir: str) -> None:
@@ -22,7 +22,7 @@ def main(sweep_dir: str) -> None:
             cells.setdefault((s["N_nonembed"], s["model"], rule, s["batch_tokens"]), {})[s["lr"]] = s["val/loss"]
     lrs = sorted({lr for v in cells.values() for lr in v})
     print("Final validation loss after 300k tokens (`harness-train -m sweep=lr_tiny`; cosine, default "
-          "warmup). `rule` = the per-size batch rule in harness/hparams.py; the starred LR is the best "
+          "warmup). `rule` = the per-size batch rule in harness/train/hparams.py; the starred LR is the best "
           "per row; `rule LR` is what the default LR rule picks for that cell.\n")
     print("| model | batch (tokens) | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " | rule LR |")
     print("|---|---|" + "---|" * (len(lrs) + 1))

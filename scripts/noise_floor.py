@@ -1,5 +1,5 @@
 """Approach 2's noise floor at a study's own design: how wide its 95 % interval on a would be if the
-study's law were exactly true and the only error were the seed noise it measured (harness/noisefloor.py).
+study's law were exactly true and the only error were the seed noise it measured (harness/fit/noisefloor.py).
 
 Two noise models, both from the study's seeded cells:
   measured   each cell gets the seed sd measured at its D (linear in log D between seeded cells)
@@ -20,11 +20,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness import forms, noisefloor, study
+from harness import study
 from harness.cli_fit import resolve_convention
-from harness.collect import collect, fit_table
 from harness.errors import HarnessError
-from harness.fit import fit_form
+from harness.fit import forms, noisefloor
+from harness.fit.collect import collect, fit_table
+from harness.fit.law import fit_form
 
 
 def main(argv: list[str]) -> int:

@@ -13,9 +13,10 @@ import json
 import sys
 from pathlib import Path
 
-from harness import prediction, study
+from harness import study
 from harness.cli_fit import resolve_convention
-from harness.collect import collect, fit_table
+from harness.fit import prediction
+from harness.fit.collect import collect, fit_table
 
 
 def main(argv: list[str]) -> int:

@@ -4,9 +4,9 @@ import math
 import pytest
 import yaml
 
-from harness import accounting, model, spec
 from harness.config import BudgetConfig, ModelConfig
 from harness.errors import HarnessError
+from harness.train import accounting, model, spec
 from tests.conftest import CONF, cli, make_config
 
 SHAPES = [

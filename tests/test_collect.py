@@ -9,11 +9,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from harness import records
-from harness.collect import collect, fit_table
 from harness.errors import HarnessError
-from harness.fit import fit_parametric
-from harness.wandb_log import wait_complete
+from harness.fit.collect import collect, fit_table
+from harness.fit.law import fit_parametric
+from harness.store import records
+from harness.store.wandb_log import wait_complete
 
 
 def summary(N, D, loss, seed=0, cell="c0", status="finished", N_ne=None):
@@ -164,7 +164,7 @@ def test_wandb_project_through_recorded_api():
     assert {e["run_id"]: e["status"] for e in excluded} == {"b1": "diverged", "c1": "crashed"}
 
 
-# Where other people's runs keep N, D and loss (harness-fit col_N= ..., harness/mapping.py).
+# Where other people's runs keep N, D and loss (harness-fit col_N= ..., harness/fit/mapping.py).
 CHINCHILLA = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}  # Hoffmann et al. 2022
 
 

@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from harness import corpus, data
 from harness.config import DataConfig
+from harness.data import batches, corpus
 from harness.errors import HarnessError
 
 WORDS = "the quick brown fox jumps over a lazy dog while seven wizards quietly hum songs".split()
@@ -28,7 +28,7 @@ def test_local_files_prepare_split_and_cache(tmp_path, kind):
     cfg = DataConfig(source="files", paths=[str(path)], text_field="body", vocab_size=300,
                      val_fraction=0.1, cache_dir=str(tmp_path / "cache"))
     assert list(corpus.documents(cfg)) == docs
-    c = data.prepare(cfg)
+    c = batches.prepare(cfg)
     train = np.memmap(c.train_bin, dtype=np.uint16, mode="r")
     val = np.memmap(c.val_bin, dtype=np.uint16, mode="r")
     assert len(train) == c.train_tokens and len(val) == c.val_tokens > 0
@@ -36,7 +36,7 @@ def test_local_files_prepare_split_and_cache(tmp_path, kind):
     n_val = sum(corpus.is_val(d, 0.1) for d in docs)
     assert 0 < n_val < len(docs) // 4
     mtime = c.train_bin.stat().st_mtime_ns
-    assert data.prepare(cfg) == c and c.train_bin.stat().st_mtime_ns == mtime  # cached
+    assert batches.prepare(cfg) == c and c.train_bin.stat().st_mtime_ns == mtime  # cached
 
 
 def test_split_is_by_document_and_stable():
@@ -48,9 +48,9 @@ def test_split_is_by_document_and_stable():
 
 def test_batches_are_seeded_windows_of_the_memmap(tmp_path):
     path, _ = write_corpus(tmp_path)
-    corpus = data.prepare(DataConfig(source="files", paths=[str(path)], vocab_size=300,
+    corpus = batches.prepare(DataConfig(source="files", paths=[str(path)], vocab_size=300,
                                      cache_dir=str(tmp_path / "cache")))
-    a, b = data.Batches(corpus, 16, 4, seed=1), data.Batches(corpus, 16, 4, seed=1)
+    a, b = batches.Batches(corpus, 16, 4, seed=1), batches.Batches(corpus, 16, 4, seed=1)
     x = a.next()
     assert x.shape == (4, 17) and np.array_equal(x, b.next())
     tokens = np.memmap(corpus.train_bin, dtype=np.uint16, mode="r")
@@ -62,7 +62,7 @@ def test_batches_are_seeded_windows_of_the_memmap(tmp_path):
 
 def test_missing_file_and_bad_field_fail_clearly(tmp_path):
     with pytest.raises(HarnessError, match="not found"):
-        data.prepare(DataConfig(source="files", paths=[str(tmp_path / "nope.txt")],
+        batches.prepare(DataConfig(source="files", paths=[str(tmp_path / "nope.txt")],
                                 cache_dir=str(tmp_path)))
     path, _ = write_corpus(tmp_path, kind="jsonl")
     with pytest.raises(HarnessError, match="no field 'text'"):
@@ -105,12 +105,12 @@ def test_a_damaged_cache_is_detected_and_rebuilt_never_trained_on(tmp_path, caps
     or numpy's 'not a multiple of the data-type size' on every later run."""
     path, _ = write_corpus(tmp_path)
     cfg = DataConfig(source="files", paths=[str(path)], vocab_size=300, cache_dir=str(tmp_path / "cache"))
-    good = data.prepare(cfg)
+    good = batches.prepare(cfg)
     want = {n: (good.dir / n).read_bytes() for n in corpus.FILES}
     damage(good.dir / name)
     with pytest.raises(HarnessError, match=name):
         corpus.verify(good.dir)
-    again = data.prepare(cfg)
+    again = batches.prepare(cfg)
     err = capsys.readouterr().err
     assert name in err and "rebuilding" in err and len(err.strip().splitlines()) == 1
     assert again == good and {n: (again.dir / n).read_bytes() for n in corpus.FILES} == want

@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import coverage, forms
-from harness.analysis import analyse, fit_forms
-from harness.extrapolation import estimate_kappa, first_passing
-from harness.fit import Fit, interval_parts, predict
+from harness.fit import coverage, forms
+from harness.fit.analysis import analyse, fit_forms
+from harness.fit.extrapolation import estimate_kappa, first_passing
+from harness.fit.law import Fit, interval_parts, predict
 from tests.test_fit_cli import LAW, write_csv
 
 # the tiny study's IsoFLOP design, in miniature: 4 budgets x 6 sizes about the optimum

@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness import fastpath, model
 from harness.config import ModelConfig
-from harness.fastpath import full_logits_loss as loss_fn
+from harness.train import fastpath, model
+from harness.train.fastpath import full_logits_loss as loss_fn
 
 V = 251  # prime: no chunk size divides rows or vocabulary evenly by accident
 

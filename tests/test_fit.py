@@ -4,13 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import forms
-from harness.allocate import compute_optimal
-from harness.analysis import analyse
-from harness.backtest import backtest
 from harness.errors import HarnessError
-from harness.fit import PARAMS, _columns, bootstrap, fit_parametric, identifiable, predict, summarise
-from harness.isoflop import envelope, group_budgets, isoflop, isoflop_bootstrap, kaplan_laws
+from harness.fit import forms
+from harness.fit.allocate import compute_optimal
+from harness.fit.analysis import analyse
+from harness.fit.backtest import backtest
+from harness.fit.isoflop import envelope, group_budgets, isoflop, isoflop_bootstrap, kaplan_laws
+from harness.fit.law import PARAMS, _columns, bootstrap, fit_parametric, identifiable, predict, summarise
 
 TRUE_LAWS = [  # spans the published range: Hoffmann-like, Epoch-like, steep-N / shallow-D
     dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28),

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import records
 from harness.cli_fit import fit_main
-from harness.collect import collect, fit_table
-from harness.fit import predict
+from harness.fit.collect import collect, fit_table
+from harness.fit.law import predict
+from harness.store import records
 
 LAW = dict(E=1.8, A=480.0, B=2000.0, alpha=0.35, beta=0.37)
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,12 +111,12 @@ def test_module_entry_point_has_no_traceback(tmp_path):
 
 @pytest.mark.parametrize("nested", [False, True])
 def test_out_naming_a_file_fails_before_collecting(tmp_path, capsys, monkeypatch, nested):
-    import harness.collect
+    import harness.fit.collect
 
     def no_collect(*args, **kwargs):
         raise AssertionError("collected runs although out= cannot be written")
 
-    monkeypatch.setattr(harness.collect, "collect", no_collect)
+    monkeypatch.setattr(harness.fit.collect, "collect", no_collect)
     (tmp_path / "taken").write_text("not a directory")
     out = tmp_path / "taken" / "sub" if nested else tmp_path / "taken"
     assert fit_main([f"runs={tmp_path}", f"out={out}"]) == 2
@@ -153,7 +153,7 @@ def test_help_lists_every_option_with_default_and_comment(flag, capsys):
 
 def test_auto_convention_follows_the_runs(tmp_path):
     from harness.cli_fit import resolve_convention
-    from harness.collect import collect
+    from harness.fit.collect import collect
 
     own, _ = collect(str(ROOT / "results" / "tiny"))  # the harness's runs log N_nonembed
     assert resolve_convention(own, "auto") == "nonembed"

@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.allocate import compute_optimal
-from harness.fit import bootstrap, fit_parametric
+from harness.fit.allocate import compute_optimal
+from harness.fit.law import bootstrap, fit_parametric
 
 DATA = Path(__file__).resolve().parent / "data"
 CSV = DATA / "chinchilla_epoch.csv"

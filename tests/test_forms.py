@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import forms, groups
-from harness.analysis import analyse
-from harness.fit import _columns, bootstrap_form, fit_form, prediction_interval
+from harness.fit import forms, groups
+from harness.fit.analysis import analyse
+from harness.fit.law import _columns, bootstrap_form, fit_form, prediction_interval
 
 CHIN = dict(E=1.8, A=480.0, B=2000.0, alpha=0.35, beta=0.37)
 KAP = dict(N_c=8.8e13, D_c=5.4e13, alpha_N=0.076, alpha_D=0.095)  # Kaplan et al. 2020, table 2
@@ -115,9 +115,9 @@ def test_a_parameter_the_data_cannot_pin_down_is_reported_as_not_identified(tmp_
     results, _ = analyse(table, n_bootstrap=200, form_names=("chinchilla",))
     sec = results["forms"]["chinchilla"]
     assert sec["not_identified"] and all(sec["ci95"][k] is None for k in sec["not_identified"])
-    from harness import report
+    from harness.report import document
 
-    report.write_markdown({**results, "provenance": {"runs": "x", "excluded": [], "git_revision": "x",
+    document.write_markdown({**results, "provenance": {"runs": "x", "excluded": [], "git_revision": "x",
                                                       "settings": {}, "conventions": {"N": "total", "C": "6ND"}}},
                           [], "harness-fit ...", tmp_path / "r.md")
     text = (tmp_path / "r.md").read_text()
@@ -152,7 +152,7 @@ def test_groups_differ_when_their_laws_do_and_not_otherwise():
 
 
 def test_numeric_allocation_agrees_with_chinchillas_closed_form():
-    from harness.allocate import _argmin_n, compute_optimal
+    from harness.fit.allocate import _argmin_n, compute_optimal
 
     z = np.array([[np.log(CHIN["A"]), np.log(CHIN["B"]), np.log(CHIN["E"]), CHIN["alpha"], CHIN["beta"]]])
     for C in (1e18, 1e21, 1e24):
@@ -163,8 +163,8 @@ def test_numeric_allocation_agrees_with_chinchillas_closed_form():
 def test_repetition_analysis_measures_what_the_generating_law_says_a_repeat_is_worth():
     """The repetition study's design (3 sizes x 3 unique-token caps x 4 D) under a known law: R_D*
     comes back inside its interval, and each run's measured value matches the law's value."""
-    from harness import repetition
-    from harness.fit import bootstrap_form
+    from harness.fit import repetition
+    from harness.fit.law import bootstrap_form
 
     truth = {**CHIN, "R_D": 6.0}
     rows = [(n, d, u) for n in (1e7, 3e7, 1e8) for u in (1e8, 4e8, 1.5e9) for d in (4e8, 8e8, 1.6e9, 3.2e9)]

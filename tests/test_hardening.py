@@ -12,10 +12,12 @@ import time
 
 import pytest
 
-from harness import records, spec, study, train
-from harness.collect import collect, fit_table
+from harness import study
 from harness.config import compose, quote, unquote
-from harness.sweep import SweepReport
+from harness.fit.collect import collect, fit_table
+from harness.store import records
+from harness.train import cell, spec
+from harness.train.sweep import SweepReport
 from tests.conftest import ROOT, cli, make_config
 
 TINY = ROOT / "results" / "tiny"
@@ -73,12 +75,12 @@ WSD = ["model=gpt2-5k", "optim=wsd", "branches=[0.5]", "budget.tokens=40000", "s
 def test_a_finished_trunk_with_an_unreadable_branch_record_is_not_finished(tmp_path):
     """Row 3: the rerun said "already finished" and the branch stayed unreadable (fit read 1 of 2)."""
     cfg = make_config(*WSD, f"results_dir={tmp_path}")
-    trunk = train.run(cfg)
+    trunk = cell.run(cfg)
     s = spec.resolve(cfg)
     branch = s.branch(s.branches[0][1]).directory
     before = records.read(branch)
     (branch / records.RUN).write_text('{"status": "fini')
-    assert train.run(cfg)["status"] == "finished"  # rebuilt from the branch's complete wandb log
+    assert cell.run(cfg)["status"] == "finished"  # rebuilt from the branch's complete wandb log
     after = records.read(branch)
     assert after["status"] == "finished" and after["run_id"] == before["run_id"]
     assert after["summary"]["val/loss"] == before["summary"]["val/loss"] and after["rebuilt_from"]
@@ -87,7 +89,7 @@ def test_a_finished_trunk_with_an_unreadable_branch_record_is_not_finished(tmp_p
 
     (branch / records.RUN).write_text("[]")  # and now without a log to rebuild from: trained again
     shutil.rmtree(branch / "wandb")
-    again = train.run(cfg)
+    again = cell.run(cfg)
     retrained = records.read(branch)
     assert again["status"] == "finished" and retrained["status"] == "finished"
     assert retrained["run_id"] != before["run_id"] and trunk["branches"] == again["branches"]

@@ -6,15 +6,15 @@ import sys
 import pytest
 import torch
 
-from harness import fastpath, loop, model
-from harness.config import Config, ModelConfig
+from harness.config import Config, ModelConfig, OptimConfig
+from harness.train import fastpath, loop, model
 
 SHAPE = ModelConfig(arch="gpt2", n_layer=1, n_embd=32, n_head=1, n_positions=128)
 VOCAB, ROWS = 2048, 4  # (4 x 128) x 2048 fp32 logits: 4 MiB, above glibc's 128 KiB mmap threshold
 
 FAULTS = f"""
 import json, resource, torch
-from harness import fastpath, loop, model
+from harness.train import fastpath, loop, model
 from harness.config import ModelConfig
 torch.set_num_threads(1)
 net = model.build(ModelConfig(**{SHAPE.__dict__!r}), {VOCAB}, seed=0)
@@ -45,7 +45,7 @@ def test_setup_keeps_freed_memory_on_cpu(monkeypatch):
     monkeypatch.setattr(loop, "keep_freed_memory", lambda: calls.append(True) or True)
     cfg = Config()
     cfg.device = "cpu"
-    loop.setup(cfg)
+    loop.setup(cfg.device, cfg.threads)
     assert calls == [True]
 
 
@@ -54,7 +54,7 @@ def test_cpu_optimizer_steps_the_same_weights_as_the_single_tensor_loop():
     weights = []
     for foreach in (True, False):
         net = model.build(SHAPE, VOCAB, seed=0)
-        opt = loop.make_optimizer(net, Config(), 3e-3, torch.device("cpu"))
+        opt = loop.make_optimizer(net, OptimConfig(), 3e-3, torch.device("cpu"))
         for group in opt.param_groups:
             group["foreach"] = foreach  # make_optimizer's choice, then torch's default loop
         for _ in range(20):
@@ -62,5 +62,5 @@ def test_cpu_optimizer_steps_the_same_weights_as_the_single_tensor_loop():
             opt.step()
             opt.zero_grad(set_to_none=True)
         weights.append(torch.cat([p.detach().flatten() for p in net.parameters()]))
-    assert loop.make_optimizer(net, Config(), 3e-3, torch.device("cpu")).defaults["foreach"] is True
+    assert loop.make_optimizer(net, OptimConfig(), 3e-3, torch.device("cpu")).defaults["foreach"] is True
     assert torch.equal(weights[0], weights[1])

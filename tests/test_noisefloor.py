@@ -1,5 +1,5 @@
 """Approach 2's interval: the wild bootstrap holds the designed sizes fixed and is calibrated where
-resampling cells is not; the noise-floor simulation behind that claim (harness/noisefloor.py)."""
+resampling cells is not; the noise-floor simulation behind that claim (harness/fit/noisefloor.py)."""
 import json
 import subprocess
 import sys
@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import isoflop as iso
-from harness import noisefloor
-from harness.fit import predict
+from harness.fit import isoflop as iso
+from harness.fit import noisefloor
+from harness.fit.law import predict
 
 ROOT = Path(__file__).resolve().parents[1]
 TRUTH = {"E": 1.7, "A": 400.0, "B": 400.0, "alpha": 0.34, "beta": 0.28}  # a = beta / (alpha + beta) = 0.45
@@ -99,7 +99,7 @@ def test_groups_get_their_own_approach_2():
     narrow interval; pooled, the offset lands in every parabola's residuals and widens it."""
     import pandas as pd
 
-    from harness import forms, groups
+    from harness.fit import forms, groups
 
     N, C, truth = design()
     rng = np.random.default_rng(3)

@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import plots
-from harness.analysis import analyse
-from harness.fit import predict
+from harness.fit.analysis import analyse
+from harness.fit.law import predict
+from harness.report import plots
 
 LAW = dict(E=1.8, A=480.0, B=2000.0, alpha=0.35, beta=0.37)
 BUDGETS = (2e8, 6e8, 2e9, 6e9)  # tokens
@@ -76,7 +76,7 @@ def test_frontier_band_survives_resamples_without_an_optimum(analysed, tmp_path)
             bad[0, 3] = -0.5  # alpha + beta < beta: A/N^alpha grows with N, no optimum (NaN row)
             bad[1] = [80.0, -10.0, 0.5, 0.01, 0.01]  # G overflows: N* = inf, D* = 0
         head.z_samples = np.concatenate([z, bad])
-        from harness import frontier
+        from harness.fit import frontier
 
         band = frontier.allocation_interval(head, {}, np.logspace(18, 22, 5))
         assert np.all(band["lo"]["N_opt"] <= band["hi"]["N_opt"]) and np.all(np.isfinite(band["lo"]["N_opt"]))

@@ -7,9 +7,11 @@ import shutil
 import numpy as np
 import pytest
 
-from harness import corpus, data, plan, spec, train
+from harness import plan
+from harness.data import batches, corpus
+from harness.data.prepare import run as prepare_run
 from harness.errors import HarnessError
-from harness.prepare import run as prepare_run
+from harness.train import cell, spec
 from tests.conftest import CONF, ROOT, cli, make_config
 from tests.test_data import write_corpus
 
@@ -26,12 +28,12 @@ def _cell(tmp_path, results, *data_args):
 
 def test_a_moved_prepared_folder_trains_bit_identically_to_its_source(tmp_path):
     source, _ = _files(tmp_path)
-    from_source = train.run(_cell(tmp_path, "r_source", *source))
+    from_source = cell.run(_cell(tmp_path, "r_source", *source))
     prepare_run(source, tmp_path / "made_here")
     moved = tmp_path / "another" / "machine" / "folder"
     shutil.move(tmp_path / "made_here", moved)
     prepared = ["data=prepared", f"data.path={moved}", "data.vocab_size=300"]
-    from_folder = train.run(_cell(tmp_path, "r_folder", *prepared))
+    from_folder = cell.run(_cell(tmp_path, "r_folder", *prepared))
     assert from_folder["status"] == from_source["status"] == "finished"
     assert from_folder["summary"]["val/loss"] == from_source["summary"]["val/loss"]
     assert from_folder["summary"]["unique_train_tokens"] == from_source["summary"]["unique_train_tokens"]
@@ -106,7 +108,7 @@ def test_hub_presets_compose_and_stream_a_local_folder_of_their_shape(tmp_path, 
     _, docs = write_corpus(tmp_path, n_docs=3000)
     local = dataclasses.replace(cfg, hub_name=str(_hub_folder(tmp_path, docs, config)), vocab_size=300,
                                 max_tokens=20000, cache_dir=str(tmp_path / "cache"))
-    made = data.prepare(local)  # the hub code path: load_dataset(name, config, streaming=True)
+    made = batches.prepare(local)  # the hub code path: load_dataset(name, config, streaming=True)
     assert made.train_tokens == 20000 == len(np.memmap(made.train_bin, dtype=np.uint16, mode="r"))
     read = len(corpus.split(local)[0])
     assert read < len(docs) * 0.9  # the stream stopped once it held enough text
@@ -116,9 +118,9 @@ def test_repetition_guard_refuses_before_training_and_a_study_raises_it(tmp_path
     source, _ = _files(tmp_path)
     capped = [*source, "data.max_train_tokens=4000"]  # 20480 tokens = 5.1 epochs of 4000
     with pytest.raises(HarnessError, match=r"5\.\d+ epochs .* data.max_epochs=4"):
-        train.run(_cell(tmp_path, "r", *capped))
+        cell.run(_cell(tmp_path, "r", *capped))
     assert not list((tmp_path / "r").rglob("summary.json"))
-    rec = train.run(_cell(tmp_path, "r", *capped, "data.max_epochs=8"))
+    rec = cell.run(_cell(tmp_path, "r", *capped, "data.max_epochs=8"))
     assert rec["summary"]["unique_train_tokens"] == 4000 and rec["summary"]["epochs"] == pytest.approx(20480 / 4000)
 
 

@@ -1,36 +1,51 @@
-"""The shape STYLE.md asks of harness/: imports flow one way, the analysis side is torch-free,
-one step loop, one module that reads and writes run records."""
+"""The shape STYLE.md asks of harness/: a package per stage, imports flow one way, the fit side is
+torch-free, one step loop, one module that reads and writes run records, small modules."""
 import ast
 from pathlib import Path
 
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "harness"
-# The analysis side and everything the planner and the fitter load: must never import torch.
-TORCH_FREE = {"config", "errors", "data", "forms", "lm", "allocate", "groups", "accounting", "hparams", "schedule",
-              "spec", "records",
-              "lock", "plan", "corpus", "prepare", "repetition",
-              "wandb_log", "mapping", "collect", "fit", "isoflop", "backtest", "laws", "analysis", "plots", "report",
-              "cli_fit", "compare", "prediction", "study", "sweep", "extrapolation", "frontier", "coverage",
-              "report_horizon", "ask", "validate"}
+MODULES = sorted(str(p.relative_to(PKG).with_suffix("")).replace("/", ".")
+                 for p in PKG.rglob("*.py") if p.stem != "__init__")
+# Everything the planner, the fitter and the study driver load must never import torch: the fit,
+# report and store packages whole, and these modules of the others.
+TORCH_FREE = {m for m in MODULES if m.split(".")[0] in ("fit", "report", "store")} | {
+    "config", "errors", "validate", "plan", "cli_fit", "study", "data.corpus", "data.prepare", "data.batches",
+    "train.spec", "train.accounting", "train.hparams", "train.schedule", "train.sweep"}
+
+
+def source(module: str) -> str:
+    return (PKG / (module.replace(".", "/") + ".py")).read_text()
 
 
 def imports(module: str) -> set[str]:
-    """harness modules and top-level packages `module` imports, at any depth (lazy imports too)."""
+    """harness modules (dotted, below harness) and top-level packages `module` imports, lazy ones too."""
     out = set()
-    for node in ast.walk(ast.parse((PKG / f"{module}.py").read_text())):
+    for node in ast.walk(ast.parse(source(module))):
         if isinstance(node, ast.ImportFrom) and node.module:
-            if node.module == "harness":
-                out |= {f"harness.{a.name}" for a in node.names}
+            if node.module == "harness" or node.module.startswith("harness."):
+                base = node.module.removeprefix("harness").lstrip(".")
+                for a in node.names:
+                    sub = f"{base}.{a.name}".lstrip(".")
+                    out.add(f"harness.{sub}" if sub in MODULES else f"harness.{base}")
             else:
-                out.add(node.module if node.module.startswith("harness.") else node.module.split(".")[0])
+                out.add(node.module.split(".")[0])
         elif isinstance(node, ast.Import):
             out |= {a.name if a.name.startswith("harness.") else a.name.split(".")[0] for a in node.names}
     return out
 
 
-MODULES = sorted(p.stem for p in PKG.glob("*.py") if p.stem != "__init__")
 GRAPH = {m: {i.removeprefix("harness.") for i in imports(m) if i.startswith("harness.")} for m in MODULES}
+
+
+def test_every_import_names_a_module_and_every_package_has_its_map():
+    for m, deps in GRAPH.items():
+        assert deps <= set(MODULES), (m, deps - set(MODULES))  # packages' __init__ hold no code to import
+    for init in PKG.rglob("__init__.py"):
+        doc = ast.get_docstring(ast.parse(init.read_text()))
+        assert doc and all(m.split(".")[-1] in doc for m in MODULES
+                           if m.startswith(f"{init.parent.name}.")), init  # the map names each module
 
 
 def test_no_import_cycle():
@@ -63,9 +78,32 @@ def test_torch_free_modules_import_nothing_that_needs_torch(module):
 
 
 def test_one_step_loop_and_one_record_writer():
-    sources = {m: (PKG / f"{m}.py").read_text() for m in MODULES}
-    assert [m for m, s in sources.items() if ".step(" in s] == ["loop"]
+    sources = {m: source(m) for m in MODULES}
+    assert [m for m, s in sources.items() if ".step(" in s] == ["train.loop"]
     names = {"summary.json", "trunk.json"}
     by_name = [m for m in MODULES for node in ast.walk(ast.parse(sources[m]))
                if isinstance(node, ast.Constant) and node.value in names]
-    assert set(by_name) == {"records"}, by_name  # everyone else goes through records.read/write
+    assert set(by_name) == {"store.records"}, by_name  # everyone else goes through records.read/write
+
+
+def test_no_module_is_over_300_lines():
+    long = {m: n for m in MODULES if (n := len(source(m).splitlines())) > 310}
+    assert not long, long
+
+
+# Above cell.run the whole Config is resolved; below it, functions take the Spec and the sections they need.
+TAKES_CONFIG = {("train.spec", "resolve"), ("train.spec", "cell_id"), ("train.spec", "seedless_key"),
+                ("train.spec", "branch_plan"), ("train.cell", "run"), ("train.sweep", "record_invalid")}
+
+
+def test_below_cell_run_nothing_takes_the_whole_config():
+    takers = set()
+    for m in MODULES:
+        if not m.startswith(("train.", "data.")):
+            continue
+        for node in ast.walk(ast.parse(source(m))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                args = node.args.args + node.args.kwonlyargs + node.args.posonlyargs
+                if any(isinstance(a.annotation, ast.Name) and a.annotation.id == "Config" for a in args):
+                    takers.add((m, node.name))
+    assert takers <= TAKES_CONFIG, sorted(takers - TAKES_CONFIG)

@@ -1,8 +1,8 @@
 """harness-study: the prediction is written before its held-out cells run, kept on reruns, then scored."""
 import json
 
-from harness import records
-from harness.collect import collect
+from harness.fit.collect import collect
+from harness.store import records
 from tests.conftest import cli
 
 STUDY = """

@@ -7,9 +7,10 @@ import time
 
 import pytest
 
-from harness import plan, records
-from harness.collect import collect, fit_table
-from harness.lock import Busy, CellLock
+from harness import plan
+from harness.fit.collect import collect, fit_table
+from harness.store import records
+from harness.store.lock import Busy, CellLock
 from tests.conftest import CONF, ROOT, cli
 
 
@@ -85,7 +86,7 @@ def test_two_sweeps_on_one_results_dir_train_each_cell_once(tmp_path):
 
 
 def test_a_lock_held_by_a_killed_process_is_taken_over(tmp_path):
-    hold = ("import sys, time; from pathlib import Path; from harness.lock import CellLock; "
+    hold = ("import sys, time; from pathlib import Path; from harness.store.lock import CellLock; "
             "CellLock(Path(sys.argv[1])).acquire(); print('held', flush=True); time.sleep(600)")
     proc = subprocess.Popen([sys.executable, "-c", hold, str(tmp_path / "cell")], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"

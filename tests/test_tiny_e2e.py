@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from harness import records
-from harness.collect import collect
+from harness.fit.collect import collect
+from harness.store import records
 from tests.conftest import ROOT, cli
 
 

@@ -3,10 +3,11 @@ import math
 
 import pytest
 
-from harness import records, schedule, spec, train
 from harness.config import OptimConfig
 from harness.errors import Diverged, HarnessError
-from harness.wandb_log import read_wandb_log
+from harness.store import records
+from harness.store.wandb_log import read_wandb_log
+from harness.train import cell, schedule, spec
 from tests.conftest import cli
 
 
@@ -15,7 +16,7 @@ def wandb_logs(directory):
 
 
 def test_run_trains_logs_and_skips_when_done(tiny):
-    record = train.run(tiny)
+    record = cell.run(tiny)
     s = record["summary"]
     assert record["status"] == "finished" and s["status"] == "finished"
     assert abs(s["val/loss_init"] - math.log(tiny.data.vocab_size)) < 0.15  # random init: uniform
@@ -30,14 +31,14 @@ def test_run_trains_logs_and_skips_when_done(tiny):
     val_history = [h["val/loss"] for h in history if "val/loss" in h]
     assert len(val_history) == tiny.evals + 2 and val_history[-1] < val_history[0]
 
-    again = train.run(tiny)  # finished: skipped, no new wandb run
+    again = cell.run(tiny)  # finished: skipped, no new wandb run
     assert again["run_id"] == record["run_id"] and wandb_logs(directory) == [log]
 
 
 def test_nan_aborts_with_the_step_and_is_recorded(tiny):
     tiny.optim.lr = 1e30
     with pytest.raises(Diverged, match=r"at step \d+"):
-        train.run(tiny)
+        cell.run(tiny)
     assert records.read(spec.resolve(tiny).directory)["status"] == "diverged"
 
 
@@ -82,11 +83,11 @@ def test_the_environment_is_recorded_and_checked_not_part_of_the_identity(tiny, 
     """threads changes a loss in its last digits but is no part of what the cell is: it is recorded
     with the run, a rerun under other threads says so when it skips, and the fitter warns on a mix."""
     tiny.threads = 1
-    first = train.run(tiny)
+    first = cell.run(tiny)
     assert first["env"]["threads"] == 1 and first["env"]["dtype"] == "float32"
     assert first["env"]["torch"] and first["env"]["device_name"]
     tiny.threads = 2
-    again = train.run(tiny)
+    again = cell.run(tiny)
     assert again["run_id"] == first["run_id"]  # same cell: not retrained
     out = capsys.readouterr().out
     assert "already finished (under torch" in out and "| 1 threads |" in out and "now torch" in out
@@ -113,10 +114,10 @@ def test_every_command_has_help(tmp_path):
 def test_a_finished_cell_from_older_rules_is_refused_not_reused(tiny):
     """The cell id hashes the config, not what the rules derive from it: a record trained when a rule
     gave another warmup is not this cell any more, and is never silently skipped as if it were."""
-    first = train.run(tiny)
+    first = cell.run(tiny)
     directory = spec.resolve(tiny).directory
     old = {**first, "summary": {**first["summary"], "warmup_tokens": first["summary"]["warmup_tokens"] // 2}}
     records.write(directory, old)  # what an earlier version of hparams.warmup_tokens would have left
     with pytest.raises(HarnessError, match=r"trained with warmup_tokens=.* current rules give warmup_tokens="):
-        train.run(tiny)
+        cell.run(tiny)
     assert records.read(directory) == old  # the record is left as it was: nothing lost

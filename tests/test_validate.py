@@ -3,10 +3,11 @@ import math
 
 import pytest
 
-from harness import spec, validate
+from harness import validate
 from harness.cli_fit import FitConfig, parse_args
 from harness.config import Config
 from harness.errors import HarnessError
+from harness.train import spec
 from tests.conftest import cli, make_config
 
 TRAIN_FIELDS = dict(validate.numeric_fields(Config))

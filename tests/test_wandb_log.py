@@ -5,7 +5,7 @@ import os
 import pytest
 
 from harness.errors import HarnessError
-from harness.wandb_log import is_complete, read_wandb_log, wait_complete
+from harness.store.wandb_log import is_complete, read_wandb_log, wait_complete
 
 wandb = pytest.importorskip("wandb")
 

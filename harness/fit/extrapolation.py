@@ -12,7 +12,7 @@ maximum-likelihood value. The split fits' own parameter error is left in kappa o
 it out (each split bootstrapped) left kappa ~ 0 on truths outside the candidate set and the
 interval under-covered (80 %). Why the rollout and not the spread between candidate forms: that
 spread covered 100 % at 13-19x the median error. Both were exploratory runs of the simulation in
-harness/coverage.py at the tiny design, not committed; the committed coverage of this method is in
+harness/fit/coverage.py at the tiny design, not committed; the committed coverage of this method is in
 results/calibration/ (scripts/calibration.py).
 
 The compute-optimal size has no measured counterpart to roll out against, so its form part is the

@@ -13,9 +13,11 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import accounting, data, hparams, schedule, validate
+from harness import validate
 from harness.config import Config, to_dict
+from harness.data import batches
 from harness.errors import HarnessError
+from harness.train import accounting, hparams, schedule
 
 # Fields that do not change what a run computes: excluded from its identity. The environment that
 # computes it (threads, device, torch version, dtype) is recorded instead: see records.env_key.
@@ -32,7 +34,7 @@ def cell_id(cfg: Config, D: int) -> str:
     d["data"] = {k: v for k, v in d["data"].items() if k not in DATA_NOT_IDENTITY
                  and not (k in DATA_IDENTITY_WHEN_SET and v is None)}
     if cfg.data.source == "prepared":  # a prepared folder is the same data wherever it is mounted
-        d["data"]["path"] = data.folder_id(cfg.data)
+        d["data"]["path"] = batches.folder_id(cfg.data)
     digest = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
     return f"{cfg.model.name}_D{D:.3g}_s{cfg.seed}_{digest}".replace("+", "")
 
@@ -57,6 +59,13 @@ class Spec:
     warmup_tokens: int  # linear warmup
     schedule: str  # "cosine" or "wsd"
     branches: tuple = ()  # WSD: (cooldown start step, end step) per budget, the full run last
+    # what the loop needs of the rest of the config (below cell.run nothing takes the whole Config)
+    seed: int = 0  # model init and data order
+    vocab_size: int = 2048  # data.vocab_size
+    val_tokens: int = 65536  # data.val_tokens
+    evals: int = 4  # validation passes spread over training
+    log_every: int = 10  # optimizer steps between host syncs
+    compile: bool = False  # torch.compile the loss
 
     @property
     def warmup_steps(self) -> int:
@@ -116,7 +125,8 @@ def resolve(cfg: Config) -> Spec:
                 lr=cfg.optim.lr if cfg.optim.lr is not None else hparams.learning_rate(compute),
                 warmup_tokens=warmup if warmup is not None else hparams.warmup_tokens(
                     n, shortest, hparams.WSD_MAX_WARMUP_FRACTION if cfg.branches else hparams.MAX_WARMUP_FRACTION),
-                schedule=cfg.optim.schedule)
+                schedule=cfg.optim.schedule, seed=cfg.seed, vocab_size=V, val_tokens=cfg.data.val_tokens,
+                evals=cfg.evals, log_every=cfg.log_every, compile=cfg.compile)
     return dataclasses.replace(spec, branches=tuple(branch_plan(cfg, steps))) if cfg.branches else spec
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-from harness.accounting import mlp_width, validate_model
 from harness.config import ModelConfig
+from harness.train.accounting import mlp_width, validate_model
 
 
 def hf_config(m: ModelConfig, vocab_size: int):

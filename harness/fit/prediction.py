@@ -15,11 +15,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from harness import forms, records
-from harness.allocate import allocation
 from harness.errors import HarnessError
-from harness.fit import Fit, interval_parts, summarise
-from harness.frontier import forms_at
+from harness.fit import forms
+from harness.fit.allocate import allocation
+from harness.fit.frontier import forms_at
+from harness.fit.law import Fit, interval_parts, summarise
+from harness.store import records
 
 NAME = "prediction.json"
 INTERVAL = ("95 %: parameter (bootstrap) + noise (a resampled residual) + form (sd kappa x dex beyond the fitted "

@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from harness import forms
-from harness.allocate import allocation
-from harness.analysis import isoflop_section
 from harness.errors import HarnessError
-from harness.fit import bootstrap_form, fit_form
+from harness.fit import forms
+from harness.fit.allocate import allocation
+from harness.fit.analysis import isoflop_section
+from harness.fit.law import bootstrap_form, fit_form
 
 EXPONENTS = ("alpha", "beta", "alpha_N", "alpha_D")
 

@@ -15,10 +15,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from harness import data, fastpath, model
-from harness.config import Config
+from harness.config import ModelConfig, OptimConfig
+from harness.data import batches
 from harness.errors import Diverged, HarnessError
-from harness.spec import Spec
+from harness.train import fastpath, model
+from harness.train.spec import Spec
 
 # One intra-op thread unless `threads` says otherwise. Measured on 2 cores (gpt2-50k,
 # results/bench/contention_2026-11-23.json, `python scripts/bench_contention.py`): torch's default
@@ -62,10 +63,10 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def setup(cfg: Config) -> tuple[torch.device, dict]:
+def setup(device_name: str, threads: int | None) -> tuple[torch.device, dict]:
     """Pick the device, set CPU threads, and return the environment recorded with every run."""
-    device = pick_device(cfg.device)
-    torch.set_num_threads(cfg.threads or DEFAULT_THREADS)
+    device = pick_device(device_name)
+    torch.set_num_threads(threads or DEFAULT_THREADS)
     if device.type == "cpu":
         keep_freed_memory()
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -93,8 +94,7 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def make_optimizer(net: torch.nn.Module, cfg: Config, lr: float, device: torch.device):
-    o = cfg.optim
+def make_optimizer(net: torch.nn.Module, o: OptimConfig, lr: float, device: torch.device):
     decay = [p for p in net.parameters() if p.dim() >= 2]  # matrices; not norms and biases
     no_decay = [p for p in net.parameters() if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -108,18 +108,18 @@ def make_optimizer(net: torch.nn.Module, cfg: Config, lr: float, device: torch.d
 class Session:
     """Model, optimizer, data and held-out windows of one run; `step` is one optimizer step."""
 
-    def __init__(self, cfg: Config, spec: Spec, corpus: data.Corpus, device: torch.device):
+    def __init__(self, spec: Spec, m: ModelConfig, o: OptimConfig, corpus: batches.Corpus, device: torch.device):
         self.device, self.batch_tokens = device, spec.batch_tokens
-        ctx = cfg.model.n_positions
-        self.net = model.build(cfg.model, cfg.data.vocab_size, cfg.seed).to(device)
+        ctx = m.n_positions
+        self.net = model.build(m, spec.vocab_size, spec.seed).to(device)
         # chunked cross-entropy: the (tokens x vocab) fp32 logits are never materialized whole
-        self.loss_fn = fastpath.compile_loss() if cfg.compile else fastpath.lm_loss
-        self.opt = make_optimizer(self.net, cfg, spec.lr, device)
-        self.batches = data.Batches(corpus, ctx, spec.batch_tokens // ctx, cfg.seed)
-        self.val = torch.from_numpy(data.val_windows(corpus, ctx, cfg.data.val_tokens)).to(device)
-        self.grad_clip = cfg.optim.grad_clip
-        self.log_every = cfg.log_every
-        self.check_every = 1 if device.type == "cpu" else cfg.log_every  # CPU: checking costs no host sync
+        self.loss_fn = fastpath.compile_loss() if spec.compile else fastpath.lm_loss
+        self.opt = make_optimizer(self.net, o, spec.lr, device)
+        self.batches = batches.Batches(corpus, ctx, spec.batch_tokens // ctx, spec.seed)
+        self.val = torch.from_numpy(batches.val_windows(corpus, ctx, spec.val_tokens)).to(device)
+        self.grad_clip = o.grad_clip
+        self.log_every = spec.log_every
+        self.check_every = 1 if device.type == "cpu" else spec.log_every  # CPU: checking costs no host sync
 
     def autocast(self):
         return torch.autocast(self.device.type, torch.bfloat16, enabled=self.device.type == "cuda")

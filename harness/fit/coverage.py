@@ -18,9 +18,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from harness import forms
-from harness.analysis import fit_forms, form_section, model_choice
-from harness.fit import interval_parts
+from harness.fit import forms
+from harness.fit.analysis import fit_forms, form_section, model_choice
+from harness.fit.law import interval_parts
 
 TRUTHS = ("broken_power_law", "transient")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.fit import PARAMS, Fit, _columns
+from harness.fit.law import PARAMS, Fit, _columns
 
 
 def allocation(fit: Fit, z: np.ndarray, C) -> dict:

@@ -10,22 +10,32 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from harness import records
-from harness.config import Config, to_dict
+from harness.config import WandbConfig
 from harness.errors import Diverged
+from harness.store import records
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a cell's runs are recorded: its wandb settings, its sweep (the wandb group) and the
+    resolved config every record and wandb run carries."""
+
+    wandb: WandbConfig
+    sweep: str
+    config: dict
 
 
 class Tracker:
-    def __init__(self, cfg: Config, directory: Path, cid: str, summary: dict, env: dict):
+    def __init__(self, dest: Destination, directory: Path, cid: str, summary: dict, env: dict):
         self.dir, self.t0 = directory, time.time()
         shutil.rmtree(directory / "wandb", ignore_errors=True)  # a crashed attempt's partial log
-        self.record = records.new("run", cell_id=cid, sweep=cfg.sweep.name, config=to_dict(cfg),
-                                  summary=summary, env=env)
+        self.record = records.new("run", cell_id=cid, sweep=dest.sweep, config=dest.config, summary=summary, env=env)
         self.run = None
-        if cfg.wandb.mode != "disabled":
-            self.run = _init_wandb(cfg, directory, cid, {**self.record["config"], "derived": summary, "env": env})
+        if dest.wandb.mode != "disabled":
+            self.run = _init_wandb(dest, directory, cid, {**dest.config, "derived": summary, "env": env})
             self.record["run_id"] = self.run.id
         records.write(directory, self.record)
 
@@ -57,7 +67,7 @@ def restore(directory: Path) -> dict | None:
     """Rebuild a run's lost or unreadable record from its own complete wandb log (which holds the
     config, derived numbers, environment and final summary the record repeats) and write it; None
     when there is no complete log of a run that ended cleanly, so the run must train again."""
-    from harness.wandb_log import exit_status, is_complete, read_wandb_log
+    from harness.store.wandb_log import exit_status, is_complete, read_wandb_log
 
     log = records.wandb_log(directory, None)
     if log is None or not is_complete(log) or exit_status(log) != 0:
@@ -77,7 +87,7 @@ def restore(directory: Path) -> dict | None:
 
 def _wait_for_log(log: str, timeout_s: float = 60.0) -> bool:
     """summary.json says "finished" once the wandb log on disk is complete (or says it is not)."""
-    from harness.wandb_log import wait_complete
+    from harness.store.wandb_log import wait_complete
 
     if wait_complete(log, timeout_s):
         return True
@@ -85,7 +95,7 @@ def _wait_for_log(log: str, timeout_s: float = 60.0) -> bool:
     return False
 
 
-def _init_wandb(cfg: Config, directory: Path, cid: str, config: dict):
+def _init_wandb(dest: Destination, directory: Path, cid: str, config: dict):
     import wandb
 
     os.environ.setdefault("WANDB_SILENT", "true")
@@ -93,6 +103,6 @@ def _init_wandb(cfg: Config, directory: Path, cid: str, config: dict):
         console="off", x_disable_stats=True, x_save_requirements=False,
         x_transaction_log_flush_interval=1.0)  # default 15 s: a killed run would leave an empty log
     return wandb.init(
-        project=cfg.wandb.project, entity=cfg.wandb.entity, group=cfg.sweep.name, name=cid,
-        job_type="train", dir=str(directory), mode=cfg.wandb.mode, config=config,
+        project=dest.wandb.project, entity=dest.wandb.entity, group=dest.sweep, name=cid,
+        job_type="train", dir=str(directory), mode=dest.wandb.mode, config=config,
         settings=settings, reinit="finish_previous")

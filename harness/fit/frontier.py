@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.allocate import allocation, compute_optimal
-from harness.extrapolation import Z95, first_passing, halfwidth, spread_sd
-from harness.fit import PARAMS, Fit, summarise
+from harness.fit.allocate import allocation, compute_optimal
+from harness.fit.extrapolation import Z95, first_passing, halfwidth, spread_sd
+from harness.fit.law import PARAMS, Fit, summarise
 
 LOSS_WIDTHS = (0.01, 0.02, 0.05)  # relative half-widths of the loss interval the horizon reports
 N_FACTORS = (1.5, 2.0)  # factors of the N* interval (max(hi/N*, N*/lo)) the horizon reports
@@ -142,7 +142,7 @@ def forms_at(fits: dict, head: str, X: dict, seed=0) -> list[dict]:
     """Every fitted form's predicted loss and 95 % interval at the points X, and whether any other
     form's interval misses the headline's (they disagree beyond their intervals: the report then
     shows both instead of one number)."""
-    from harness.fit import interval_parts
+    from harness.fit.law import interval_parts
 
     per = {}
     for label, f in fits.items():

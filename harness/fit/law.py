@@ -24,10 +24,10 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import erfinv
 
-from harness import forms
 from harness.errors import HarnessError
-from harness.extrapolation import halfwidth
-from harness.lm import HUBER_DELTA, gradient, huber, lm
+from harness.fit import forms
+from harness.fit.extrapolation import halfwidth
+from harness.fit.lm import HUBER_DELTA, gradient, huber, lm
 
 PARAMS = forms.CHINCHILLA.params  # E, A, B, alpha, beta
 GTOL = 1e-4  # max |gradient| of objective/delta at a converged fit (the objective is order one)

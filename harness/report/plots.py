@@ -15,8 +15,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import NullFormatter, PercentFormatter  # noqa: E402
 
-from harness.allocate import allocation  # noqa: E402
-from harness.isoflop import group_budgets  # noqa: E402
+from harness.fit.allocate import allocation  # noqa: E402
+from harness.fit.isoflop import group_budgets  # noqa: E402
 
 GROUP_TOL_DEX = 0.01  # runs whose D (or N) differ by < ~2 % (rounding to whole steps) are one group
 MARKERS = "o^sDvP*X"
@@ -149,7 +149,7 @@ def frontier_plot(table, fits, order, results, path):
     """N*(C), D*(C): the headline form with its 95 % interval (parameter + form: it widens with C),
     drawn solid up to the trust horizon (where the N* interval passes a factor of 2) and dashed
     beyond; the other identifiable forms as thin lines, approaches 1 and 2, published laws."""
-    from harness import frontier
+    from harness.fit import frontier
 
     C = table["C"].to_numpy(float)
     c_max = float(np.max(6.0 * table["N"].to_numpy(float) * table["D"].to_numpy(float)))
@@ -233,7 +233,7 @@ def rollout_plot(results, order, path) -> bool:
 def repetition_plot(rep: dict, fit, path):
     """Value of a repeated token vs epochs: measured per run, the datacon fit (bootstrap band), and
     Muennighoff et al.'s R_D* = 15.4."""
-    from harness.repetition import value_of_repeats
+    from harness.fit.repetition import value_of_repeats
 
     e = np.geomspace(1.05, max(rep["max_epochs"] * 1.5, 20), 100)
     fig, ax = plt.subplots(figsize=(6.4, 4.4))

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness import forms
 from harness.errors import HarnessError
-from harness.fit import bootstrap_form, fit_form, interval_parts
-from harness.isoflop import group_budgets
+from harness.fit import forms
+from harness.fit.isoflop import group_budgets
+from harness.fit.law import bootstrap_form, fit_form, interval_parts
 
 MAX_GROUPS = 8  # rollout steps: more compute groups are pooled into this many (equal counts)
 DISTANCE_BINS = ((0.0, 0.5), (0.5, 1.0), (1.0, np.inf))  # dex beyond the largest fitted C
@@ -107,7 +107,7 @@ def rollout(form: forms.Form, X: dict, L, C, tol_dex=0.02) -> dict:
 def calibrate(fit, X: dict, L, C, tol_dex=0.02) -> dict:
     """The fit's rollout, and the form error it measures set on the fit (fit.form_error, which
     prediction intervals then carry). Returns the rollout, with the form error in it."""
-    from harness.extrapolation import form_error
+    from harness.fit.extrapolation import form_error
 
     ro = rollout(fit.form, X, L, C, tol_dex)
     fit.form_error = form_error(ro, noise_sd(fit), float(np.max(6.0 * X["N"] * X["D"])))

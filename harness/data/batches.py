@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.config import DataConfig
-from harness.corpus import FORMAT_VERSION, MANIFEST, build, cache_root, corpus_key, read_manifest, verify
+from harness.data.corpus import FORMAT_VERSION, MANIFEST, build, cache_root, corpus_key, read_manifest, verify
 from harness.errors import HarnessError
 
 

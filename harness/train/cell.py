@@ -8,12 +8,13 @@ from __future__ import annotations
 import math
 import time
 
-from harness import accounting, data, loop, records, schedule, track, wsd
-from harness.config import Config
+from harness.config import BudgetConfig, Config, DataConfig, ModelConfig, OptimConfig, to_dict
+from harness.data import batches
 from harness.errors import HarnessError
-from harness.lock import Busy, CellLock
-from harness.spec import Spec, resolve
-from harness.track import Tracker
+from harness.store import records
+from harness.store.lock import Busy, CellLock
+from harness.train import accounting, loop, schedule, track, wsd
+from harness.train.spec import Spec, resolve
 
 
 def run(cfg: Config) -> dict:
@@ -21,7 +22,7 @@ def run(cfg: Config) -> dict:
     (WSD: the trunk's record; a busy cell: {"status": "busy", ...})."""
     spec = resolve(cfg)
     name = records.TRUNK if spec.branches else records.RUN
-    device, env = loop.setup(cfg)
+    device, env = loop.setup(cfg.device, cfg.threads)
     if (done := _done(spec, name, env)) is not None:
         return done
     try:
@@ -32,15 +33,16 @@ def run(cfg: Config) -> dict:
     with lock:
         if (done := _done(spec, name, env)) is not None:  # finished while we waited for the lock
             return done
-        corpus = data.prepare(cfg.data)
-        check_corpus(cfg, spec, corpus)
+        corpus = batches.prepare(cfg.data)
+        check_corpus(spec, cfg.data, cfg.model, cfg.budget, corpus)
         print_header(spec, corpus, env)
         base = {**spec.flat(), "epochs": spec.D / corpus.train_tokens, "seed": cfg.seed,
                 "sweep": cfg.sweep.name, "arch": cfg.model.arch, "model": cfg.model.name,
                 "corpus": corpus.key, "unique_train_tokens": corpus.train_tokens}
+        dest = track.Destination(cfg.wandb, cfg.sweep.name, to_dict(cfg))
         if spec.branches:
-            return wsd.train(cfg, spec, corpus, device, env, base)
-        return train_cosine(cfg, spec, corpus, device, env, base)
+            return wsd.train(spec, cfg.model, cfg.optim, dest, corpus, device, env, base)
+        return train_cosine(spec, cfg.model, cfg.optim, dest, corpus, device, env, base)
 
 
 # What the rules derive from a config (hparams.py, accounting.py): the cell id hashes the config,
@@ -85,23 +87,23 @@ def _branches_done(spec: Spec) -> bool:
     return True
 
 
-def check_corpus(cfg: Config, spec: Spec, corpus: data.Corpus) -> None:
+def check_corpus(spec: Spec, d: DataConfig, m: ModelConfig, b: BudgetConfig, corpus: batches.Corpus) -> None:
     """What needs the corpus: its vocabulary and one batch of its training split."""
-    if corpus.vocab_size > cfg.data.vocab_size:
-        raise HarnessError(f"tokenizer has {corpus.vocab_size} tokens > data.vocab_size={cfg.data.vocab_size}")
-    repeats = data.repetition_error(spec.cell_id, accounting.budget_name(cfg.budget), spec.D, corpus.train_tokens,
-                                    cfg.data.max_epochs)
+    if corpus.vocab_size > d.vocab_size:
+        raise HarnessError(f"tokenizer has {corpus.vocab_size} tokens > data.vocab_size={d.vocab_size}")
+    repeats = batches.repetition_error(spec.cell_id, accounting.budget_name(b), spec.D, corpus.train_tokens,
+                                       d.max_epochs)
     if repeats:
         raise HarnessError(repeats)
-    ctx = cfg.model.n_positions
+    ctx = m.n_positions
     if (corpus.train_tokens - 1) // ctx < spec.batch_tokens // ctx:
-        raise HarnessError(f"{accounting.budget_name(cfg.budget)}: batches of {spec.batch_tokens:,} tokens "
+        raise HarnessError(f"{accounting.budget_name(b)}: batches of {spec.batch_tokens:,} tokens "
                            f"(D={spec.D:.3g}, {spec.D / corpus.train_tokens:.3g} epochs) exceed the "
                            f"training split of {corpus.train_tokens:,} tokens; lower the budget or set "
                            "optim.batch_tokens")
 
 
-def print_header(spec: Spec, corpus: data.Corpus, env: dict) -> None:
+def print_header(spec: Spec, corpus: batches.Corpus, env: dict) -> None:
     c = spec.C
     print(f"[{spec.cell_id}] N={spec.N:,} (non-embedding {spec.N_nonembed:,})  D={spec.D:,} tokens "
           f"({spec.D / spec.N:.1f}/param, {spec.D / corpus.train_tokens:.2f} epochs)  "
@@ -110,16 +112,17 @@ def print_header(spec: Spec, corpus: data.Corpus, env: dict) -> None:
           f"warmup={spec.warmup_tokens} tokens  [{records.env_key(env)}]")
 
 
-def train_cosine(cfg: Config, spec: Spec, corpus, device, env: dict, base: dict) -> dict:
-    tracker = Tracker(cfg, spec.directory, spec.cell_id, base, env)
+def train_cosine(spec: Spec, m: ModelConfig, o: OptimConfig, dest: track.Destination, corpus, device, env: dict,
+                 base: dict) -> dict:
+    tracker = track.Tracker(dest, spec.directory, spec.cell_id, base, env)
     try:
-        s = loop.Session(cfg, spec, corpus, device)
+        s = loop.Session(spec, m, o, corpus, device)
         loss_init = s.evaluate()
         tracker.log({"val/loss": loss_init, "tokens": 0}, step=0)
-        evals = {round(spec.steps * (i + 1) / (cfg.evals + 1)) for i in range(cfg.evals)}
+        evals = {round(spec.steps * (i + 1) / (spec.evals + 1)) for i in range(spec.evals)}
         t0 = time.time()
         train_loss = loop.run_steps(
-            s, 0, spec.steps, lambda i: schedule.lr_at(i, spec.steps, spec.warmup_steps, spec.lr, cfg.optim),
+            s, 0, spec.steps, lambda i: schedule.lr_at(i, spec.steps, spec.warmup_steps, spec.lr, o),
             tracker.log, evals=evals)
         wall = time.time() - t0
         final = s.final_loss(spec.steps)

@@ -10,31 +10,33 @@ from __future__ import annotations
 
 import time
 
-from harness import loop, records, schedule
-from harness.config import Config, to_dict
-from harness.spec import Spec
-from harness.track import Tracker
+from harness.config import ModelConfig, OptimConfig
+from harness.store import records
+from harness.train import loop, schedule
+from harness.train.spec import Spec
+from harness.train.track import Destination, Tracker
 
 
-def train(cfg: Config, spec: Spec, corpus, device, env: dict, base: dict) -> dict:
+def train(spec: Spec, m: ModelConfig, o: OptimConfig, dest: Destination, corpus, device, env: dict,
+          base: dict) -> dict:
     """Train the trunk, branching a cooldown at each budget; returns the trunk record."""
-    trunk = records.new("trunk", cell_id=spec.cell_id, sweep=cfg.sweep.name, config=to_dict(cfg),
+    trunk = records.new("trunk", cell_id=spec.cell_id, sweep=dest.sweep, config=dest.config,
                         summary=base, env=env, branches=[])
     records.write(spec.directory, trunk, records.TRUNK)
     t0, trunk_steps, branch_steps = time.time(), 0, 0
     history: list[tuple[dict, int]] = []  # the trunk's log, replayed into each branch's wandb run
     try:
-        s = loop.Session(cfg, spec, corpus, device)
+        s = loop.Session(spec, m, o, corpus, device)
         loss_init = s.evaluate()
         history.append(({"val/loss": loss_init, "tokens": 0}, 0))
 
         def trunk_lr(step: int) -> float:  # warmup, then constant: the cooldown lies beyond every branch
-            return schedule.lr_at(step, spec.steps, spec.warmup_steps, spec.lr, cfg.optim)
+            return schedule.lr_at(step, spec.steps, spec.warmup_steps, spec.lr, o)
 
         for start, end in spec.branches:
             loop.run_steps(s, trunk_steps, start, trunk_lr, lambda m, i: history.append((m, i)), of=spec.steps)
             trunk_steps = max(trunk_steps, start)
-            rec = _branch(cfg, s, spec.branch(end), start, history, loss_init, env, base)
+            rec = _branch(o, dest, s, spec.branch(end), start, history, loss_init, env, base)
             trunk["branches"].append(rec["cell_id"])
             branch_steps += end - start
     except BaseException as e:  # a branch records its own failure; the trunk says it stopped
@@ -51,22 +53,22 @@ def train(cfg: Config, spec: Spec, corpus, device, env: dict, base: dict) -> dic
     return trunk
 
 
-def _branch(cfg: Config, s: loop.Session, b: Spec, start: int, history, loss_init: float, env: dict,
-            base: dict) -> dict:
+def _branch(o: OptimConfig, dest: Destination, s: loop.Session, b: Spec, start: int, history, loss_init: float,
+            env: dict, base: dict) -> dict:
     """Cool down from the trunk at `start` to b.steps, record it, and return the trunk to `start`."""
     previous = records.read(b.directory)
     if records.is_done(previous):
         return previous
     summary = {**base, **b.flat(), "epochs": b.D / base["unique_train_tokens"],
                "branch_start_tokens": start * b.batch_tokens, "trunk": base["cell_id"]}
-    tracker = Tracker(cfg, b.directory, b.cell_id, summary, env)
+    tracker = Tracker(dest, b.directory, b.cell_id, summary, env)
     for metrics, step in history:
         if step <= start:
             tracker.log(metrics, step=step)
     snap, t0 = s.snapshot(), time.time()
     try:  # exactly the LR a standalone WSD run of length b.steps would use
         train_loss = loop.run_steps(
-            s, start, b.steps, lambda i: schedule.lr_at(i, b.steps, b.warmup_steps, b.lr, cfg.optim), tracker.log)
+            s, start, b.steps, lambda i: schedule.lr_at(i, b.steps, b.warmup_steps, b.lr, o), tracker.log)
         final = s.final_loss(b.steps)
     except BaseException as e:
         tracker.fail(e)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.fit import PARAMS
-from harness.report_horizon import horizon_md
+from harness.fit.law import PARAMS
+from harness.report.horizon import horizon_md
 
 
 def jsonable(x):

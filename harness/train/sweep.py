@@ -13,8 +13,8 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from harness import lock, records
 from harness.config import Config, to_dict
+from harness.store import lock, records
 
 
 def record_invalid(cfg: Config, overrides: list[str], error: str) -> None:

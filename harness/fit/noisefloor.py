@@ -2,7 +2,7 @@
 (numpy only, no I/O).
 
 Simulate the study many times: the fitted law as the truth, each fitted cell's loss drawn around it
-with the seed noise measured at its D, approach 2 (harness/isoflop.py) on each draw. The spread of a
+with the seed noise measured at its D, approach 2 (harness/fit/isoflop.py) on each draw. The spread of a
 over draws is the interval that noise alone allows with these cells; what the study's own interval
 measures beyond it comes from design, form and tuning (issue 13 asks which).
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness import isoflop as iso
+from harness.fit import isoflop as iso
 
 Z95 = 1.959964  # two-sided 95 % normal quantile
 

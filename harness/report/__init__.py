@@ -1,0 +1,7 @@
+"""What a fit is written as (torch-free): fit.json and report.md, figures, and comparisons.
+
+  document  fit.json (the contract other tools read) and report.md
+  horizon   report.md's sections on how far the law holds
+  plots     one function per figure (matplotlib Agg)
+  compare   did a rerun reproduce a reference study?
+"""

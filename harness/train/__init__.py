@@ -1,0 +1,16 @@
+"""Training side: a config becomes a Spec, the Spec becomes a trained, recorded run.
+
+  spec        resolve(cfg) -> Spec: sizes, budget, per-size hyperparameters, the cell's id (torch-free)
+  accounting  N and FLOPs per token under each convention (torch-free)
+  hparams     per-size rules: LR, batch, warmup (torch-free)
+  schedule    LR schedules as pure functions of the step (torch-free)
+  cell        run(cfg): train one cell unless it is done, under its lock; record it
+  loop        the training loop: Session (model, optimizer, batches) and run_steps
+  model       HF models from the config, random init
+  fastpath    the chunked cross-entropy and compile cache of the training step
+  wsd         a constant-LR trunk with a cooldown branch per budget
+  track       one wandb run and one record per training run
+  sweep       the Hydra callback that reports a sweep and records cells that could not start
+
+This __init__ imports nothing, so the torch-free modules stay importable without torch.
+"""
