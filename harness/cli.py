@@ -12,7 +12,7 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from harness.config import CONF_DIR, Config, register
+from harness.config import CONF_DIR, Config, name_model, register, search_dirs, split_config_dir
 from harness.errors import HarnessError, entry_point, is_config_error, one_line
 
 
@@ -22,7 +22,7 @@ def to_config(cfg: DictConfig) -> Config:
 
 def _check_conf() -> None:
     if not (CONF_DIR / "config.yaml").is_file():
-        sys.exit(f"harness: error: {CONF_DIR} not found; install from a checkout with `pip install -e .`")
+        sys.exit(f"harness: error: the shipped configs are missing ({CONF_DIR}); reinstall the harness")
 
 
 def _gpu_for_job(cfg: Config) -> None:
@@ -45,7 +45,7 @@ def _train_task(dcfg: DictConfig) -> None:
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     cfg = to_config(dcfg)
     try:
-        _train_one(cfg, multirun)
+        _train_one(cfg, multirun, HydraConfig.get().runtime.choices.get("model"))
     except HarnessError as e:
         print(f"harness-train: error: {e}", file=sys.stderr)
         if not multirun:
@@ -56,10 +56,11 @@ def _train_task(dcfg: DictConfig) -> None:
         print(f"harness-train: cell crashed: {type(e).__name__}: {e}", file=sys.stderr)
 
 
-def _train_one(cfg: Config, multirun: bool) -> None:
+def _train_one(cfg: Config, multirun: bool, model_choice: str | None) -> None:
     from harness.train import spec, sweep
 
     try:
+        name_model(cfg, model_choice)
         spec.resolve(cfg)  # invalid shapes and budgets fail here, before torch is imported
         from harness.train import cell
 
@@ -85,7 +86,7 @@ def train_main() -> None:
     _exit_on_config_error(main)
 
 
-PLAN_HELP = """usage: harness-plan [sweep=NAME] [KEY=VALUE ...]
+PLAN_HELP = """usage: harness-plan [--config-dir DIR] [sweep=NAME] [KEY=VALUE ...]
 
 Prints the cells `harness-train -m` would train with the same arguments (expanded by Hydra's own
 sweeper), with N, D, C (6N), D/N, epochs of the corpus, an estimated time and each cell's status,
@@ -103,13 +104,14 @@ def plan_main() -> None:
     from harness import plan  # registers the schema itself
 
     try:
-        found = plan.main(sys.argv[1:], CONF_DIR)
+        config_dir, argv = split_config_dir(sys.argv[1:])
+        found = plan.main(argv, config_dir)
     except HarnessError as e:
         _die("harness-plan", str(e))
     except Exception as e:  # noqa: BLE001  Hydra composition errors
         if not is_config_error(e):
             raise
-        _die("harness-plan", one_line(e))
+        _die("harness-plan", one_line(e, search_dirs(sys.argv[1:])))
     if found["errors"]:
         print(f"harness-plan: {len(found['errors'])} cell(s) would be refused (see error: lines above)",
               file=sys.stderr)
@@ -139,4 +141,4 @@ def _exit_on_config_error(main) -> None:
     try:
         main()
     except Exception as e:  # noqa: BLE001  only composition errors get here; jobs catch their own
-        _die("harness-train", one_line(e))
+        _die("harness-train", one_line(e, search_dirs(sys.argv[1:])))

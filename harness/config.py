@@ -5,19 +5,30 @@ A typo or a wrong type in conf/ or on the command line fails at compose time, be
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 
-# conf/ lives at the top of the repository, beside the package (a checkout or `pip install -e .`).
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+from harness.errors import HarnessError
+
+
+def _shipped_conf() -> Path:
+    """The shipped configs: inside the installed package (`pip install .`, where pyproject maps
+    conf/ to harness/conf), else conf/ at the top of the checkout (a checkout or `pip install -e .`)."""
+    packaged = Path(__file__).resolve().parent / "conf"
+    return packaged if (packaged / "config.yaml").is_file() else Path(__file__).resolve().parents[1] / "conf"
+
+
+CONF_DIR = _shipped_conf()
 
 
 @dataclass
 class ModelConfig:
-    name: str = "gpt2-100k"  # ladder name (approx. non-embedding params); a label, never parsed
+    # the model file's name (conf/model/NAME.yaml, Hydra's choice); a label, never parsed. A file may omit it
+    name: Optional[str] = "${hydra:runtime.choices.model}"
     arch: str = "gpt2"  # "gpt2" -> GPT2LMHeadModel, "llama" -> LlamaForCausalLM
     n_layer: int = 2  # transformer blocks
     n_embd: int = 64  # residual width d_model
@@ -118,15 +129,96 @@ def register() -> None:
     ConfigStore.instance().store(name="base_config", node=Config)
 
 
-def compose(overrides: list[str]) -> "Config":
-    """The Config `harness-train OVERRIDES` would run (harness-prepare, scripts and tests use it)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from omegaconf import OmegaConf
+def split_config_dir(argv: list[str]) -> tuple[str | None, list[str]]:
+    """(the user's config folder, the other arguments) from `--config-dir DIR`, `--config-dir=DIR` or
+    `-cd DIR`, the option harness-train takes from Hydra; every CLI takes it the same way."""
+    rest, found = [], None
+    it = iter(argv)
+    for a in it:
+        if a in ("--config-dir", "-cd"):
+            found = next(it, None)
+            if found is None:
+                raise HarnessError(f"{a} needs a folder")
+        elif a.startswith("--config-dir="):
+            found = a.partition("=")[2]
+        else:
+            rest.append(a)
+    return found, rest
+
+
+@contextmanager
+def hydra_context(config_dir: str | None = None):
+    """Hydra's compose API over the shipped configs, the user's config folder first (what
+    harness-train's --config-dir does): its groups add to the shipped ones and override them."""
+    from hydra import version
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_config_search_path
+    from hydra.initialize import get_gh_backup, restore_gh_from_backup
 
     register()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return OmegaConf.to_object(hydra_compose("config", overrides=list(overrides)))
+    version.setbase("1.3")
+    backup = get_gh_backup()
+    search = create_config_search_path(search_path_dir=str(CONF_DIR))
+    if config_dir:
+        search.prepend(provider="command-line", path=f"file://{user_dir(config_dir)}")
+    Hydra.create_main_hydra2(task_name="harness", config_search_path=search)
+    try:
+        yield
+    finally:
+        restore_gh_from_backup(backup)
+
+
+def search_dirs(argv: list[str]) -> tuple:
+    """The folders configs are found in for a command line: its --config-dir first, then the shipped."""
+    try:
+        config_dir = split_config_dir(argv)[0]
+    except HarnessError:
+        config_dir = None
+    return ((str(Path(config_dir).expanduser().resolve()),) if config_dir else ()) + (str(CONF_DIR),)
+
+
+def user_dir(config_dir: str) -> Path:
+    d = Path(config_dir).expanduser().resolve()
+    if not d.is_dir():
+        raise HarnessError(f"--config-dir {config_dir}: no such folder")
+    return d
+
+
+def settle(dcfg, choice: str | None) -> "Config":
+    """The Config of a composed DictConfig whose model option was `choice` (Hydra's runtime choice)."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf, open_dict
+
+    if "hydra" in dcfg:  # the compose API: the hydra: resolver (model.name's default) reads it here
+        HydraConfig.instance().set_config(dcfg)
+        with open_dict(dcfg):
+            del dcfg["hydra"]
+    cfg = OmegaConf.to_object(dcfg)
+    name_model(cfg, choice)
+    return cfg
+
+
+def name_model(cfg: "Config", choice: str | None) -> None:
+    """A model's name is its file's name (`choice`, Hydra's runtime choice of the model group): a
+    file may leave `name:` out; one that names another model (a copied file) is refused, so no cell
+    is labelled with another model's name."""
+    stem = choice.split("/")[-1] if choice else None
+    if cfg.model.name is None:
+        if stem is None:
+            raise HarnessError("model.name is not set and no model file was chosen (model=NAME)")
+        cfg.model.name = stem
+    elif stem is not None and cfg.model.name != stem:
+        raise HarnessError(f"model/{choice}.yaml says name: {cfg.model.name}, but a model's name is its file's "
+                           f"name: set name: {stem} in it, or leave name out")
+
+
+def compose(overrides: list[str], config_dir: str | None = None) -> "Config":
+    """The Config `harness-train OVERRIDES` would run (harness-prepare, scripts and tests use it)."""
+    from hydra import compose as hydra_compose
+
+    with hydra_context(config_dir):
+        dcfg = hydra_compose("config", overrides=list(overrides), return_hydra_config=True)
+        return settle(dcfg, dcfg.hydra.runtime.choices.get("model"))
 
 
 def quote(value: str) -> str:

@@ -2,7 +2,9 @@
 for Hydra's multi-line composition errors, and the wrapper every entry point runs under."""
 import functools
 import logging
+import re
 import sys
+from pathlib import Path
 
 
 class HarnessError(Exception):
@@ -19,9 +21,17 @@ def is_config_error(e: BaseException) -> bool:
     return type(e).__module__.split(".")[0] in ("hydra", "omegaconf")
 
 
-def one_line(e: BaseException) -> str:
+def one_line(e: BaseException, search: tuple = ()) -> str:
+    """A composition error as one line naming the key and, found in the `search` folders, the file."""
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     text = lines[0] if lines else type(e).__name__
+    raised = re.match(r"In '([^']+)': \w+ raised while composing config:$", text)
+    if raised:  # Hydra hides the detail (the unknown key, its full key) on the following lines
+        where = raised.group(1)
+        found = next((f"{d}/{where}.yaml" for d in search if (Path(d) / f"{where}.yaml").is_file()), f"{where}.yaml")
+        key = next((ln.partition(":")[2].strip() for ln in lines if ln.startswith("full_key:")), "")
+        detail = lines[1] if len(lines) > 1 else type(e.__context__).__name__
+        return f"{found}: {detail}" + (f" (key {key})" if key else "")
     if "Available options" in str(e):
         options = lines[2:lines.index("Config search path:")] if "Config search path:" in lines else lines[2:]
         text += " (options: " + ", ".join(options) + ")"

@@ -8,11 +8,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
+from hydra import compose
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-from omegaconf import OmegaConf
 
-from harness.config import Config, register
+from harness.config import Config, hydra_context, settle
 from harness.errors import HarnessError
 from harness.store import records
 from harness.train import accounting, spec
@@ -32,7 +31,7 @@ class Row:
     values: dict  # N, D, C, ... or {"error": message}
 
 
-def job_overrides(argv: list[str], conf_dir: Path) -> list[list[str]]:
+def job_overrides(argv: list[str], config_dir: str | None = None) -> list[list[str]]:
     """Each job's overrides, expanded by Hydra's own code exactly as `harness-train -m` expands them:
     the multirun config composed with Hydra's config loader, then BasicSweeper's own expansion of
     the preset's `hydra.sweeper.params` plus the command line's task overrides."""
@@ -40,8 +39,7 @@ def job_overrides(argv: list[str], conf_dir: Path) -> list[list[str]]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.types import RunMode
 
-    register()
-    with initialize_config_dir(str(conf_dir), version_base="1.3"):
+    with hydra_context(config_dir):
         hydra = GlobalHydra.instance().hydra
         master = hydra.compose_config("config", overrides=list(argv), run_mode=RunMode.MULTIRUN,
                                       with_log_configuration=False)
@@ -51,14 +49,16 @@ def job_overrides(argv: list[str], conf_dir: Path) -> list[list[str]]:
         return BasicSweeper.split_arguments(parser.parse_overrides(items), None)[0]
 
 
-def cells_of(argv: list[str], conf_dir: Path) -> list[Row]:
+def cells_of(argv: list[str], config_dir: str | None = None) -> list[Row]:
+    """Each job of `harness-train -m ARGV [--config-dir config_dir]`, resolved, or its error."""
     rows = []
-    jobs = job_overrides(argv, conf_dir)
-    with initialize_config_dir(str(conf_dir), version_base="1.3"):
+    jobs = job_overrides(argv, config_dir)
+    with hydra_context(config_dir):
         for overrides in jobs:
             label = " ".join(overrides)
             try:
-                cfg: Config = OmegaConf.to_object(compose("config", overrides=overrides))
+                dcfg = compose("config", overrides=overrides, return_hydra_config=True)
+                cfg: Config = settle(dcfg, dcfg.hydra.runtime.choices.get("model"))
                 s = spec.resolve(cfg)
             except HarnessError as e:
                 rows.append(Row(label, None, {"error": str(e)}))
@@ -187,9 +187,9 @@ def table(rows: list[Row], speed: tuple[float, float] | None) -> list[str]:
     return lines
 
 
-def main(argv: list[str], conf_dir: Path) -> dict:
+def main(argv: list[str], config_dir: str | None = None) -> dict:
     """Print the plan; returns {"warnings": [...], "errors": [...]} (errors: cells harness-train refuses)."""
-    rows = cells_of(argv, conf_dir)
+    rows = cells_of(argv, config_dir)
     ok = [r for r in rows if r.cfg is not None]
     add_unique_tokens(rows)
     device = "cuda" if ok and ok[0].cfg.device.startswith("cuda") else "cpu"

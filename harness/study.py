@@ -22,10 +22,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.config import CONF_DIR, quote, unquote
+from harness.config import CONF_DIR, quote, search_dirs, split_config_dir, unquote, user_dir
 from harness.errors import HarnessError, entry_point, is_config_error, one_line
 
-USAGE = ("harness-study study=NAME [results_dir=DIR] [compare=REFERENCE_DIR] [n_bootstrap=N] "
+USAGE = ("harness-study study=NAME [--config-dir DIR] [results_dir=DIR] [compare=REFERENCE_DIR] [n_bootstrap=N] "
          "[KEY=VALUE ...]")
 HELP = f"""usage: {USAGE}
 
@@ -41,9 +41,10 @@ an existing prediction.json is kept, never rewritten. The prediction is fitted o
 cells only; a study YAML may name its own `prediction:` file and final-fit `out:` folder, so that
 two studies can share one sweep. Any other KEY=VALUE is a Hydra override given to every stage's
 harness-train (e.g. data.vocab_size=257): it changes the cells' identities, so use a new
-results_dir for it.
+results_dir for it. --config-dir DIR adds your own config folder (study/, model/, sweep/ ...) before
+the shipped one, for this command and every harness-train it starts.
 
-studies (conf/study):
+studies (shipped):
 """
 
 
@@ -61,12 +62,20 @@ class Study:
 KEYS = ("sweep", "fit", "holdout", "fit_args", "prediction", "out")  # a study YAML's keys (Study's fields)
 
 
-def load(name: str) -> Study:
+def load(name: str, config_dir: str | None = None) -> Study:
+    """study=NAME from the user's config folder's study/ (first) or the shipped ones, or a YAML path."""
     from omegaconf import OmegaConf
 
-    path = Path(name) if name.endswith(".yaml") else CONF_DIR / "study" / f"{name}.yaml"
+    folders = [user_dir(config_dir) / "study"] if config_dir else []
+    folders.append(CONF_DIR / "study")
+    if name.endswith(".yaml"):
+        path = Path(name)
+    else:
+        found = [f / f"{name}.yaml" for f in folders if (f / f"{name}.yaml").is_file()]
+        path = found[0] if found else folders[0] / f"{name}.yaml"
     if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in path.parent.glob("*.yaml")))
+        known = ", ".join(sorted({p.stem for f in ([path.parent] if name.endswith(".yaml") else folders)
+                                  for p in f.glob("*.yaml")}))
         raise HarnessError(f"study={name}: no {path} (studies: {known})")
     d = OmegaConf.to_container(OmegaConf.load(path))
     if not isinstance(d, dict):
@@ -107,11 +116,13 @@ def parse(argv: list[str]) -> dict:
     return out
 
 
-def run_stage(label: str, entries: list[list[str]], common: list[str]) -> None:
+def run_stage(label: str, entries: list[list[str]], common: list[str], config_dir: str | None = None) -> None:
     """Each entry as `harness-train -m ENTRY COMMON`, all at once; fail if any fails."""
     procs = []
+    extra = ["--config-dir", str(user_dir(config_dir))] if config_dir else []
     for entry in entries:
-        cmd = [sys.executable, "-c", "from harness.cli import train_main; train_main()", "-m", *entry, *common]
+        cmd = [sys.executable, "-c", "from harness.cli import train_main; train_main()", *extra, "-m", *entry,
+               *common]
         print(f"harness-study: {label}: harness-train -m {shlex.join(entry + common)}", flush=True)
         procs.append((entry, subprocess.Popen(cmd)))
     failed = [(e, p.wait()) for e, p in procs]
@@ -122,20 +133,20 @@ def run_stage(label: str, entries: list[list[str]], common: list[str]) -> None:
                            "(finished cells are kept; rerun to resume)")
 
 
-def held_out_cells(study: Study, common: list[str]) -> list:
+def held_out_cells(study: Study, common: list[str], config_dir: str | None = None) -> list:
     """Every cell of the holdout stage as harness-train will resolve it (plan.cells_of: no torch)."""
     from harness import plan
 
     rows = []
     for entry in study.holdout:
-        for r in plan.cells_of([*entry, *common], CONF_DIR):
+        for r in plan.cells_of([*entry, *common], config_dir):
             if r.cfg is None:
                 raise HarnessError(f"held-out cell {r.cell} is invalid: {r.values['error']}")
             rows.append(r)
     return rows
 
 
-def fit_stage_keys(study: Study, common: list[str]) -> list[str]:
+def fit_stage_keys(study: Study, common: list[str], config_dir: str | None = None) -> list[str]:
     """cell_key of every run the fit stage trains: each WSD branch of a trunk (Spec.branch names
     them), or the run itself."""
     from harness import plan
@@ -143,7 +154,7 @@ def fit_stage_keys(study: Study, common: list[str]) -> list[str]:
 
     keys = []
     for entry in study.fit:
-        for r in plan.cells_of([*entry, *common], CONF_DIR):
+        for r in plan.cells_of([*entry, *common], config_dir):
             if r.cfg is not None:
                 s = spec.resolve(r.cfg)
                 keys += [s.branch(end).cell_key for _, end in s.branches] or [s.cell_key]
@@ -253,30 +264,32 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001  Hydra composition errors (a bad override), as harness-plan
         if not is_config_error(e):
             raise
-        print(f"harness-study: error: {one_line(e)}", file=sys.stderr)
+        print(f"harness-study: error: {one_line(e, search_dirs(argv))}", file=sys.stderr)
         return 2
 
 
 def _main(argv: list[str]) -> int:
     from harness.cli_fit import fit_main
 
+    config_dir, argv = split_config_dir(argv)
     args = parse(argv)
-    study = load(args["study"])
+    study = load(args["study"], config_dir)
     common = [*args["overrides"], f"results_dir={quote(args['results_dir'])}"]
     sweep_dir = Path(args["results_dir"]) / study.sweep
     os.environ["HARNESS_COMMAND"] = shlex.join(["harness-study", *argv])  # recorded with every run
-    held = held_out_cells(study, common)  # resolved first: a bad holdout stage fails before any training
+    held = held_out_cells(study, common, config_dir)  # resolved first: a bad holdout stage fails before any training
     path = sweep_dir / study.prediction
     made = existing_prediction(path)
     if made is None:
         refuse_late(held, path)  # held-out cells that ran before any prediction: refused before training
     t0 = time.time()
-    run_stage("fit", study.fit, common)
+    run_stage("fit", study.fit, common, config_dir)
     if made is not None:
         print(f"harness-study: keeping {path} (created {made.get('created')}); it is never rewritten")
     else:
         group_by = next((a.partition("=")[2] for a in study.fit_args if a.startswith("group_by=")), "")
-        made = predict(sweep_dir, held, int(args["n_bootstrap"]), group_by, fit_stage_keys(study, common), path)
+        made = predict(sweep_dir, held, int(args["n_bootstrap"]), group_by, fit_stage_keys(study, common, config_dir),
+                       path)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(made, indent=2) + "\n")
         tmp.replace(path)
@@ -285,7 +298,7 @@ def _main(argv: list[str]) -> int:
         for c in made["cells"]:
             print(f"  {c['cell_key']}: predicted {c['predicted']:.4f} [{c['pi95'][0]:.4f}, {c['pi95'][1]:.4f}] "
                   f"at {c['projection_dex']:+.2f} dex beyond the fitted compute")
-    run_stage("holdout", study.holdout, common)
+    run_stage("holdout", study.holdout, common, config_dir)
     fit_args = [f"runs={sweep_dir}", f"out={sweep_dir / study.out}", f"prediction={path}", *study.fit_args]
     if args["compare"]:
         fit_args.append(f"compare={args['compare']}")

@@ -24,7 +24,7 @@ def cli(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProc
     prog, rest = args[0], list(args[1:])
     module, entry = {"harness-train": ("cli", "train_main"), "harness-plan": ("cli", "plan_main"),
                      "harness-study": ("study", "main"), "harness-fit": ("cli_fit", "fit_main"),
-                     "harness-prepare": ("prepare", "main")}[prog]
+                     "harness-prepare": ("data.prepare", "main")}[prog]
     code = f"import sys; sys.argv[0] = {prog!r}; from harness.{module} import {entry}; sys.exit({entry}())"
     return subprocess.run([sys.executable, "-c", code, *rest], cwd=cwd, capture_output=True,
                           text=True, timeout=timeout)

@@ -125,7 +125,7 @@ def test_repetition_guard_refuses_before_training_and_a_study_raises_it(tmp_path
 
 
 def _plan(*argv):
-    return plan.main(list(argv), CONF)
+    return plan.main(list(argv))
 
 
 @pytest.mark.parametrize("preset", sorted(p.stem for p in (CONF / "sweep").glob("*.yaml")

@@ -80,7 +80,6 @@ def test_a_study_grouped_by_arch_predicts_each_ladders_cells_from_its_own_law(tm
     import pandas as pd
 
     from harness import plan, study
-    from tests.conftest import CONF
 
     laws = {"gpt2": dict(E=2.0, A=40.0, alpha=0.35, B=900.0, beta=0.4),
             "llama": dict(E=1.7, A=25.0, alpha=0.35, B=900.0, beta=0.4)}
@@ -96,7 +95,7 @@ def test_a_study_grouped_by_arch_predicts_each_ladders_cells_from_its_own_law(tm
                 rows.append({"cell_key": f"{arch}-{N:.0f}-{D:.0f}", "arch": arch, "N": N, "D": D, "C": 6 * N * D,
                              "U": 1e12, "loss": loss(p, N, D) * np.exp(0.002 * rng.standard_normal())})
     table = pd.DataFrame(rows)
-    held = plan.cells_of(["model=gpt2-400k,llama-400k", "budget.tokens=4000000", f"results_dir={tmp_path}"], CONF)
+    held = plan.cells_of(["model=gpt2-400k,llama-400k", "budget.tokens=4000000", f"results_dir={tmp_path}"])
     made = study.predict_table(table, held, 100, "nonembed", "arch")
     assert made["group_by"] == "arch" and set(made["groups"]) == {"gpt2", "llama"}
     assert {c["group"] for c in made["cells"]} == {"gpt2", "llama"} and len(made["fitted_on"]) == len(table)
@@ -112,16 +111,16 @@ def test_grouped_prediction_runs_end_to_end_on_the_committed_laptop_study(tmp_pa
     import shutil
 
     from harness import plan, study
-    from tests.conftest import CONF, ROOT
+    from tests.conftest import ROOT
 
     src = ROOT / "results" / "laptop"
-    held = plan.cells_of(["sweep=laptop_holdout", f"results_dir={src.parent}"], CONF)
+    held = plan.cells_of(["sweep=laptop_holdout", f"results_dir={src.parent}"])
     held_ids = {r.cell for r in held}
     sweep = tmp_path / "laptop"
     for cell in src.iterdir():
         if cell.is_dir() and cell.name not in held_ids:
             shutil.copytree(cell, sweep / cell.name)
-    held = plan.cells_of(["sweep=laptop_holdout", f"results_dir={tmp_path}"], CONF)
+    held = plan.cells_of(["sweep=laptop_holdout", f"results_dir={tmp_path}"])
     assert {r.values["status"] for r in held} == {"todo"}
     fit_keys = study.fit_stage_keys(study.load("laptop"), [f"results_dir={tmp_path}"])
     made = study.predict(sweep, held, 50, "arch", fit_keys)  # not laptop_check's later held-out cells

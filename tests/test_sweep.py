@@ -11,7 +11,7 @@ from harness import plan
 from harness.fit.collect import collect, fit_table
 from harness.store import records
 from harness.store.lock import Busy, CellLock
-from tests.conftest import CONF, ROOT, cli
+from tests.conftest import ROOT, cli
 
 
 def statuses(results):
@@ -133,21 +133,20 @@ def test_submitit_local_twin_of_the_slurm_launcher(tmp_path):
 
 def test_planner_warns_on_a_degenerate_design(tmp_path, capsys):
     warnings = plan.main(["model=gpt2-20k,gpt2-50k,gpt2-100k", "budget.tokens_per_param=10",
-                          f"results_dir={tmp_path}"], CONF)["warnings"]
+                          f"results_dir={tmp_path}"])["warnings"]
     printed = capsys.readouterr().out
     assert any("cannot be identified separately" in w for w in warnings)
     assert printed.count("gpt2-") == 3 and "3 cells (3 to run)" in printed
-    good = plan.main(["sweep=grid", f"results_dir={tmp_path}"], CONF)["warnings"]
+    good = plan.main(["sweep=grid", f"results_dir={tmp_path}"])["warnings"]
     assert not any("identified" in w for w in good)
 
 
 def test_planner_warns_on_isoflop_edges_and_refuses_repetition(tmp_path, capsys):
-    found = plan.main(["sweep=isoflop", "budget.flops=3e10,1e13", f"results_dir={tmp_path}"], CONF)
+    found = plan.main(["sweep=isoflop", "budget.flops=3e10,1e13", f"results_dir={tmp_path}"])
     assert sum("at the edge" in w for w in found["warnings"]) == 2
     assert found["errors"] and all("repeats its data" in e and "data.max_epochs=4" in e for e in found["errors"])
     assert all("_D" in e.split()[1] and "e+12" not in e for e in found["errors"])  # names each cell
-    raised = plan.main(["sweep=isoflop", "budget.flops=3e10,1e13", "data.max_epochs=40", f"results_dir={tmp_path}"],
-                       CONF)
+    raised = plan.main(["sweep=isoflop", "budget.flops=3e10,1e13", "data.max_epochs=40", f"results_dir={tmp_path}"])
     assert not raised["errors"]
 
 
@@ -160,7 +159,7 @@ def test_plan_command_line(tmp_path):
 
 def test_planner_expands_a_sweep_exactly_as_hydra_does(tmp_path, capsys):
     for axis in ("model=gpt2-20k,gpt2-50k", "hydra.sweeper.params.model='gpt2-20k,gpt2-50k'"):
-        plan.main(["sweep=tiny", axis, f"results_dir={tmp_path}"], CONF)
+        plan.main(["sweep=tiny", axis, f"results_dir={tmp_path}"])
         printed = capsys.readouterr().out
         assert "2 cells (2 to run)" in printed and "gpt2-100k" not in printed  # one WSD trunk per size
     # Hydra refuses a sweep over its own config; the planner used to accept it and plan its cells

@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 
 from harness import validate
-from harness.config import compose
+from harness.config import compose, search_dirs, split_config_dir, unquote
 from harness.data import corpus
 from harness.errors import HarnessError, entry_point, is_config_error, one_line
 
-HELP = """usage: harness-prepare out=DIR [data=PRESET] [data.KEY=VALUE ...]
+HELP = """usage: harness-prepare out=DIR [--config-dir DIR] [data=PRESET] [data.KEY=VALUE ...]
 
 Tokenize a corpus once into DIR, a folder `harness-train data=prepared data.path=DIR` trains from
 with no network (copy it to an offline GPU box or a cluster's shared filesystem). Sources: the
@@ -28,16 +28,18 @@ streamed with a token cap (data=fineweb_edu data.max_tokens=500000000). Examples
   harness-prepare out=wiki-2048            # the default corpus"""
 
 
-def parse(argv: list[str]) -> tuple[Path, list[str]]:
-    outs = [a.partition("=")[2] for a in argv if a.startswith("out=")]
+def parse(argv: list[str]) -> tuple[Path, list[str], str | None]:
+    """(out folder, Hydra overrides, the user's config folder from --config-dir)."""
+    config_dir, argv = split_config_dir(argv)
+    outs = [unquote(a.partition("=")[2]) for a in argv if a.startswith("out=")]
     if len(outs) != 1 or not outs[0]:
         raise HarnessError("give exactly one out=DIR (the folder to write)")
-    return Path(outs[0]).expanduser(), [a for a in argv if not a.startswith("out=")]
+    return Path(outs[0]).expanduser(), [a for a in argv if not a.startswith("out=")], config_dir
 
 
-def run(overrides: list[str], out: Path) -> dict:
+def run(overrides: list[str], out: Path, config_dir: str | None = None) -> dict:
     """Prepare the corpus the overrides select into `out`; returns its manifest."""
-    full = compose(overrides)
+    full = compose(overrides, config_dir)
     validate.check(full, validate.TRAIN)  # the data options' ranges, as harness-train checks them
     cfg = full.data
     if cfg.source == "prepared":
@@ -69,15 +71,15 @@ def main(argv: list[str] | None = None) -> int:
         print(HELP)
         return 0
     try:
-        out, overrides = parse(argv)
-        run(overrides, out)
+        out, overrides, config_dir = parse(argv)
+        run(overrides, out, config_dir)
     except HarnessError as e:
         print(f"harness-prepare: error: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # noqa: BLE001  Hydra composition errors, one line
         if not is_config_error(e):
             raise
-        print(f"harness-prepare: error: {one_line(e)}", file=sys.stderr)
+        print(f"harness-prepare: error: {one_line(e, search_dirs(argv))}", file=sys.stderr)
         return 2
     return 0
 
