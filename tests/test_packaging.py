@@ -2,9 +2,9 @@
 import os
 import subprocess
 import sys
-import tomllib
 
 import pytest
+import tomllib
 
 from harness.store import records
 from tests.conftest import ROOT, cli
