@@ -9,6 +9,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+# A rerun of a study on another machine is "reproduced" when every cell's loss is within this many
+# nats of the reference's and the two laws' intervals on a overlap. Measured: a fresh clone of
+# results/tiny retrained on another CPU model gave all 25 cells within 0.0079 nats (0 identical),
+# a = 0.658 [0.587, 0.743] against 0.675 [0.592, 0.751]; on the same machine every cell was
+# bit-identical. Thread count alone moves a tiny cell by < 0.005 (records.env_key).
+TOLERANCE_NATS = 0.01
+
 
 def _law(fit: dict) -> dict:
     """The headline law of a fit.json (or its Chinchilla section, for one written before forms)."""
@@ -27,7 +34,7 @@ def _allocation(fit: dict) -> dict:
 
 
 def compare(table: pd.DataFrame, results: dict, ref_table: pd.DataFrame, ref_fit: dict,
-            envs: tuple[list, list] = ((), ())) -> dict:
+            envs: tuple[list, list] = ((), ()), tolerance: float = TOLERANCE_NATS) -> dict:
     """Per-cell |loss - reference loss| for cells in both, the cells only in one, both laws and a."""
     new = table.set_index("cell")["loss"]
     ref = ref_table.set_index("cell")["loss"]
@@ -35,7 +42,7 @@ def compare(table: pd.DataFrame, results: dict, ref_table: pd.DataFrame, ref_fit
     diff = (new[both] - ref[both]).astype(float)
     cells = [{"cell": c, "loss": float(new[c]), "reference": float(ref[c]), "diff": float(diff[c])}
              for c in sorted(both, key=lambda c: -abs(diff[c]))]
-    return {
+    out = {
         "n_matched": int(len(both)), "only_new": sorted(set(new.index) - set(both)),
         "only_reference": sorted(set(ref.index) - set(both)),
         "max_abs_diff": float(np.abs(diff).max()) if len(both) else None,
@@ -46,3 +53,34 @@ def compare(table: pd.DataFrame, results: dict, ref_table: pd.DataFrame, ref_fit
         "laws": {"new": {**_law(results), **_allocation(results)},
                  "reference": {**_law(ref_fit), **_allocation(ref_fit)}},
     }
+    return {**out, "verdict": verdict(out, tolerance)}
+
+
+def verdict(c: dict, tolerance: float = TOLERANCE_NATS) -> dict:
+    """Reproduced or not: every reference cell rerun within `tolerance` nats, and the two laws'
+    95 % intervals on a overlapping (when both fits have one); what fails is named."""
+    outside = [f"{x['cell']} ({x['diff']:+.4f})" for x in c["cells"] if not abs(x["diff"]) <= tolerance]
+    missing = list(c["only_reference"])
+    new, ref = c["laws"]["new"].get("a_ci95"), c["laws"]["reference"].get("a_ci95")
+    both = all(isinstance(i, (list, tuple)) and len(i) == 2 and None not in i for i in (new, ref))
+    overlap = bool(both and new[0] <= ref[1] and ref[0] <= new[1])
+    ok = not outside and not missing and c["n_matched"] > 0 and (overlap or not both)
+    why = []
+    if outside:
+        why.append(f"{len(outside)} cell(s) outside {tolerance:g} nats: " + ", ".join(outside[:5])
+                   + (" ..." if len(outside) > 5 else ""))
+    if missing:
+        why.append(f"{len(missing)} reference cell(s) not rerun: " + ", ".join(missing[:5])
+                   + (" ..." if len(missing) > 5 else ""))
+    if both and not overlap:
+        why.append(f"a {_interval(new)} does not overlap the reference's {_interval(ref)}")
+    law = (f"a {_interval(new)} overlaps {_interval(ref)}" if both and overlap
+           else "a's intervals not compared (a fit has none)" if not both else "")
+    line = (f"reproduced: {c['n_matched']} cells within {tolerance:g} nats (max {c['max_abs_diff']:.2g}), {law}"
+            if ok else "NOT reproduced: " + "; ".join(why or ["no cell in common"]))
+    return {"reproduced": ok, "tolerance_nats": tolerance, "outside": outside, "missing": missing,
+            "a_overlap": overlap if both else None, "line": line}
+
+
+def _interval(ci) -> str:
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]"
