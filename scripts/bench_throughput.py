@@ -36,8 +36,8 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from harness.train import accounting, fastpath, loop, model  # noqa: E402
 from harness.config import ModelConfig, OptimConfig  # noqa: E402
+from harness.train import accounting, fastpath, loop, model  # noqa: E402
 
 PEAK_BF16 = {"H100 PCIe": 756e12, "H100 NVL": 835e12, "H100": 989e12, "H200": 989e12,
              "A100": 312e12}  # dense bf16 FLOP/s from NVIDIA datasheets; first substring match wins
