@@ -94,3 +94,15 @@ def test_a_plain_install_runs_from_another_folder_with_a_users_configs(tmp_path,
                           f"results_dir={tmp_path / 'r'}"], cwd=tmp_path, env=env, capture_output=True, text=True,
                          timeout=600)
     assert out.returncode == 0 and "final val/loss" in out.stdout, out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("name", ["tiny", "laptop", "laptop_check"])
+def test_every_committed_study_plans_nothing_to_run(name):
+    """The layout and config changes keep every cell's identity: each committed study's cells are
+    found done where they were recorded (harness-plan would show 0 to run)."""
+    from harness import plan, study
+
+    s = study.load(name)
+    rows = [r for entry in s.fit + s.holdout for r in plan.cells_of([*entry, f"results_dir={ROOT / 'results'}"])]
+    assert rows and all(r.cfg is not None for r in rows)
+    assert {r.cell: r.values["status"] for r in rows if r.values["status"] not in records.DONE} == {}
