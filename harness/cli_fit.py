@@ -179,7 +179,7 @@ def run(cfg: FitConfig) -> dict:
     except OSError as exc:  # e.g. no permission; check_out caught the common case up front
         raise HarnessError(f"out={cfg.out}: cannot create directory ({exc.strerror})") from None
     table.to_csv(out / "runs.csv", index=False)
-    figures = plots.make_all(table, fits, results, out, cfg.budget_tol_dex)
+    figures = list(plots.make_all(table, fits, results, out, cfg.budget_tol_dex))  # the file names
     document.write_json(results, out / "fit.json")
     if asked:
         from harness.fit.prediction import make

@@ -144,6 +144,39 @@ def test_envelope_is_monotone_frontier():
     assert losses == sorted(losses, reverse=True) and len(losses) >= 4
 
 
+LADDER_DEX = 0.05  # model sizes every 0.05 dex, as a sweep's fixed ladder of configs
+JITTER = 5e-4  # C of one budget's runs differs in the 4th digit (D rounded to whole steps)
+
+
+@pytest.mark.parametrize("p", TRUE_LAWS)
+def test_envelope_keeps_one_run_per_budget_and_recovers_a(p):
+    budgets = (1e18, 1e19, 1e20, 1e21)
+    ladder = 10 ** np.arange(6, 11 + 1e-9, LADDER_DEX)
+    rng = np.random.default_rng(0)
+    rows = []
+    for C0 in budgets:
+        sizes = ladder[np.abs(np.log10(ladder / compute_optimal(**p, C=C0)["N_opt"])) <= 0.5]
+        for N, C in zip(sizes, C0 * (1 + rng.uniform(-JITTER, JITTER, len(sizes)))):
+            rows.append((N, C / (6 * N), C, predict(p, N, C / (6 * N))))
+    N, D, C, L = (np.array(c) for c in zip(*rows))
+    env = envelope(N, D, L, C)
+    labels = group_budgets(C)
+    assert len(np.unique(labels)) == len(budgets) and len(L) >= 5 * len(budgets)
+    assert len(env["points"]) == len(budgets)  # one per budget, each its budget's lowest loss
+    for q, g in zip(env["points"], np.unique(labels)):
+        assert q["loss"] == L[labels == g].min() and q["n_runs"] == np.sum(labels == g)
+    assert len(envelope(N, D, L, C, tol_dex=0)["points"]) > len(budgets)  # the jitter is what split budgets
+    # Noise-free and unimodal in log N, the best size of a budget is one of the two ladder sizes
+    # bracketing its optimum: |error in log10 N*| <= LADDER_DEX (+ the jitter's shift of the optimum,
+    # a * JITTER / ln 10 < 3e-4 dex). A least-squares slope with every error within e moves by at most
+    # e * sum|x - mean x| / sum (x - mean x)^2 over the budgets' x = log10 C: 0.8 e here.
+    x = np.log10(budgets)
+    e = LADDER_DEX + JITTER / np.log(10)
+    tol = e * np.abs(x - x.mean()).sum() / ((x - x.mean()) ** 2).sum()
+    assert env["a"] == pytest.approx(p["beta"] / (p["alpha"] + p["beta"]), abs=tol)
+    assert env["a"] + env["b"] == pytest.approx(1.0, abs=1e-9)  # every run has D = C / (6N) exactly
+
+
 def test_backtest_predicts_held_out_runs():
     N, D, L = grid_points(TRUE_LAWS[1], noise=0.002, seed=4)
     X = _columns(N, D)

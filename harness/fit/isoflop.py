@@ -2,7 +2,7 @@
 
 Approach 2 (Hoffmann et al. 2022, sec. 3.2): at each compute budget fit a parabola of loss in
 log N, take its minimum, then fit N*(C) ∝ C^a and D*(C) ∝ C^b across budgets.
-Approach 1: the lower envelope of final loss over C and the (N, D) that attain it.
+Approach 1: the lowest final loss at each compute budget and the (N, D) that attain it.
 """
 
 from __future__ import annotations
@@ -153,27 +153,38 @@ def _exponents(C, labels, keep_g, xs) -> dict:
     return {"a": a, "b": 1.0 - a}
 
 
-def envelope(N, D, L, C) -> dict:
-    """Approach 1: runs on the lower envelope of loss over C (each beats every cheaper run)."""
+def envelope(N, D, L, C, tol_dex=0.02) -> dict:
+    """Approach 1: the lowest loss at each compute budget, kept where it beats every cheaper budget.
+
+    Runs are grouped into budgets as approach 2 groups them (group_budgets): the sizes of one
+    IsoFLOP budget differ in C in the 4th digit (D rounded to whole steps), and taking each as its
+    own budget would put nearly every run of a budget "on the envelope", the worst included.
+    Each point is the best run of its budget, at its own C; n_runs counts the budget's runs."""
     N, D, L, C = (np.asarray(v, float) for v in (N, D, L, C))
-    order = np.argsort(C, kind="stable")
-    prev_min = np.minimum.accumulate(np.concatenate([[np.inf], L[order][:-1]]))
-    idx = order[L[order] < prev_min]
-    out = {"points": [{"C": float(C[i]), "N": float(N[i]), "D": float(D[i]),
-                       "loss": float(L[i])} for i in idx], "a": None, "b": None}
-    if len(np.unique(C[idx])) >= 3:
+    labels = group_budgets(C, tol_dex)  # numbered in ascending order of C
+    idx, low = [], np.inf
+    for g in np.unique(labels):
+        members = np.flatnonzero(labels == g)
+        i = members[np.argmin(L[members])]
+        if L[i] < low:  # a dearer budget whose best run is no better is not on the envelope
+            idx.append(i)
+            low = L[i]
+    idx = np.array(idx, int)
+    out = {"points": [{"C": float(C[i]), "N": float(N[i]), "D": float(D[i]), "loss": float(L[i]),
+                       "n_runs": int(np.sum(labels == labels[i]))} for i in idx], "a": None, "b": None}
+    if len(idx) >= 3 and np.ptp(np.log(C[idx])) > 0:
         out["a"] = _power_law(C[idx], N[idx])[0]
         out["b"] = _power_law(C[idx], D[idx])[0]
     return out
 
 
-def kaplan_laws(N, D, L, C, min_span_dex=0.5) -> dict:
+def kaplan_laws(N, D, L, C, min_span_dex=0.5, tol_dex=0.02) -> dict:
     """Kaplan et al. (2020)-style pure power laws L = (X_c / X)^alpha_X for X in N, D, C.
 
     L(N) uses the best loss at each N (the least data-limited run), L(D) the best at each D,
     L(C) the approach-1 envelope. Only fitted with >= 3 distinct X spanning min_span_dex."""
     N, D, L, C = (np.asarray(v, float) for v in (N, D, L, C))
-    env = envelope(N, D, L, C)["points"]
+    env = envelope(N, D, L, C, tol_dex)["points"]
     series = {"N": _best_per(N, L), "D": _best_per(D, L),
               "C": (np.array([p["C"] for p in env]), np.array([p["loss"] for p in env]))}
     out = {}
