@@ -258,7 +258,13 @@ def fit_main(argv: list[str] | None = None) -> int:
         print(f"harness-fit: error: {exc}", file=sys.stderr)
         return 2
     print(f"harness-fit: wrote {Path(cfg.out) / 'report.md'}")
-    return 2 if results.get("bad_predict_rows") else 0  # the good rows are answered; the bad ones named
+    if results.get("bad_predict_rows"):
+        return 2  # the good rows are answered; the bad ones named
+    verdict = results.get("comparison", {}).get("verdict")
+    if verdict:  # the last line: did this reproduce the reference? (exit 1 if not)
+        print(f"harness-fit: {verdict['line']} (against {cfg.compare})")
+        return 0 if verdict["reproduced"] else 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -36,13 +36,12 @@ Train a scaling study and test its law on cells it has not seen:
   3. train the `holdout` stage,
   4. harness-fit the sweep directory: fit.json and report.md score the prediction and, with
      compare=, compare every cell and the law with a reference study.
-Everything goes to results_dir/<the study's sweep> (default results_dir=results). Rerunning resumes;
-an existing prediction.json is kept, never rewritten. The prediction is fitted on the fit stage's
-cells only; a study YAML may name its own `prediction:` file and final-fit `out:` folder, so that
-two studies can share one sweep. Any other KEY=VALUE is a Hydra override given to every stage's
-harness-train (e.g. data.vocab_size=257): it changes the cells' identities, so use a new
-results_dir for it. --config-dir DIR adds your own config folder (study/, model/, sweep/ ...) before
-the shipped one, for this command and every harness-train it starts.
+Everything goes to results_dir/<the study's sweep> (default results). Rerunning resumes; an existing
+prediction.json is never rewritten. The prediction is fitted on the fit stage's cells only; a study
+YAML may name its own `prediction:` file and final-fit `out:` folder, so two studies can share one
+sweep. Any other KEY=VALUE is a Hydra override for every stage's harness-train (it changes the
+cells' identities: use a new results_dir). --config-dir DIR puts your config folder (study/,
+model/, sweep/ ...) before the shipped one, for this command and every harness-train it starts.
 
 studies (shipped):
 """
@@ -121,8 +120,7 @@ def run_stage(label: str, entries: list[list[str]], common: list[str], config_di
     procs = []
     extra = ["--config-dir", str(user_dir(config_dir))] if config_dir else []
     for entry in entries:
-        cmd = [sys.executable, "-c", "from harness.cli import train_main; train_main()", *extra, "-m", *entry,
-               *common]
+        cmd = [sys.executable, "-c", "from harness.cli import train_main; train_main()", *extra, "-m", *entry, *common]
         print(f"harness-study: {label}: harness-train -m {shlex.join(entry + common)}", flush=True)
         procs.append((entry, subprocess.Popen(cmd)))
     failed = [(e, p.wait()) for e, p in procs]
@@ -186,9 +184,8 @@ def refuse_late(held: list, path: Path) -> None:
     """No prediction yet, so no held-out cell may have a record (plan.cells_of read each one's)."""
     ran = [r.cell for r in held if r.values["status"] != "todo"]
     if ran:
-        raise HarnessError(f"held-out cell(s) {', '.join(ran)} already ran but {path} "
-                           "does not exist: a prediction must be written before its check; remove those "
-                           "cells' directories to pre-register one")
+        raise HarnessError(f"held-out cell(s) {', '.join(ran)} already ran but {path} does not exist: a prediction "
+                           "must be written before its check; remove those cells' directories to pre-register one")
 
 
 def existing_prediction(path: Path) -> dict | None:
@@ -288,8 +285,8 @@ def _main(argv: list[str]) -> int:
         print(f"harness-study: keeping {path} (created {made.get('created')}); it is never rewritten")
     else:
         group_by = next((a.partition("=")[2] for a in study.fit_args if a.startswith("group_by=")), "")
-        made = predict(sweep_dir, held, int(args["n_bootstrap"]), group_by, fit_stage_keys(study, common, config_dir),
-                       path)
+        keys = fit_stage_keys(study, common, config_dir)
+        made = predict(sweep_dir, held, int(args["n_bootstrap"]), group_by, keys, path)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(made, indent=2) + "\n")
         tmp.replace(path)

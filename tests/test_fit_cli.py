@@ -232,5 +232,12 @@ def test_compare_reports_per_cell_differences_against_a_reference_study(tmp_path
     assert c["cells"][0]["cell"] == record["cell_id"] and c["cells"][0]["diff"] == pytest.approx(-0.001)
     assert c["laws"]["new"]["form"] == c["laws"]["reference"]["form"]
     assert "Reproduction check against" in (out / "report.md").read_text()
-    assert f"{n_cells} cells in both" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"{n_cells} cells in both" in printed
+    assert c["verdict"]["reproduced"] and printed.strip().splitlines()[-1].startswith("harness-fit: reproduced")
+    record["summary"]["val/loss"] += 0.05  # now one cell is far outside the stated tolerance: exit 1, named
+    (cell / "summary.json").write_text(json.dumps(record))
+    assert fit_main([f"runs={ROOT / 'results' / 'tiny'}", f"out={out}", f"compare={ref}", "n_bootstrap=0"]) == 1
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("harness-fit: NOT reproduced") and record["cell_id"] in last
     assert fit_main([f"runs={ROOT / 'results' / 'tiny'}", f"out={out}", f"compare={tmp_path / 'nope'}"]) == 2
