@@ -29,12 +29,14 @@ def jsonable(x):
 
 
 def git_revision(cwd: Path) -> str:
-    """HEAD of the harness checkout (+"-dirty" with local changes), or "unknown"."""
+    """HEAD of the harness checkout (+"-dirty" with local changes to the code or configs that compute
+    a fit; results being written are not such a change), or "unknown"."""
     try:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
                              text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=cwd, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "harness", "conf",
+                                "pyproject.toml"], cwd=cwd.parent if cwd.name == "harness" else cwd,
+                               capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     if rev.returncode != 0:
