@@ -76,6 +76,8 @@ class OptimConfig:
     eps: float = 1e-8  # AdamW epsilon
     weight_decay: float = 0.1  # decoupled weight decay on matrices only (GPT-3 / Chinchilla practice)
     grad_clip: float = 1.0  # global grad-norm clip
+    micro_batch_tokens: Optional[int] = None  # split each step's batch into micro-batches of this many tokens,
+    # gradients accumulated (memory, not the science, decides it: the step is the same); None: one micro-batch
 
 
 @dataclass
@@ -86,6 +88,22 @@ class BudgetConfig:
     tokens_per_param: Optional[float] = None  # D = this * N (N under `convention`)
     flops: Optional[float] = None  # C; D = C / (FLOPs per token under `convention`)
     convention: str = "6N"  # "6N" (Hoffmann), "6N_attn" (6N + attention), "kaplan" (6 N_nonembed)
+
+
+@dataclass
+class CheckpointConfig:
+    every_minutes: float = 30.0  # write a cell's checkpoint this often while it trains, and on SIGTERM/SIGUSR1
+    # (what SLURM sends before preemption and time-out); 0: only on those signals
+    every_steps: Optional[int] = None  # also every this many optimizer steps; None: by time only
+
+
+@dataclass
+class DistributedConfig:
+    nproc: int = 1  # processes training one cell, data parallel; under torchrun or srun their environment
+    # (WORLD_SIZE, RANK, LOCAL_RANK) decides instead
+    strategy: str = "ddp"  # "ddp" (replicas, gradients all-reduced) or "fsdp" (FSDP2: parameters, gradients and
+    # optimizer state sharded)
+    backend: str = "auto"  # "auto": nccl on CUDA, gloo on CPU
 
 
 @dataclass
@@ -113,6 +131,8 @@ class Config:
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     results_dir: str = "results"  # every run writes results_dir/<sweep.name>/<cell>/
     seed: int = 0  # model init and data order
     device: str = "auto"  # "auto" (cuda if present), "cpu", "cuda", "cuda:1"

@@ -41,8 +41,9 @@ def one_line(e: BaseException, search: tuple = ()) -> str:
     return text
 
 
+PREEMPTED_EXIT = 143  # 128 + SIGTERM, as a process killed by it: SLURM requeues the job, the rerun resumes
 INTERRUPTED = {  # what Ctrl-C leaves behind, per entry point
-    "harness-train": "the cell is recorded as failed and reruns from its start",
+    "harness-train": "the cell is recorded as failed and reruns from its last checkpoint, or its start",
     "harness-study": "finished cells are kept; rerun the same command to resume",
 }
 
@@ -63,5 +64,10 @@ def entry_point(prog: str):
                     what = "no cell had started, nothing was recorded"
                 print(f"\n{prog}: interrupted" + (f"; {what}" if what else ""), file=sys.stderr)
                 sys.exit(130)
+            except BaseException as e:
+                if type(e).__name__ != "Preempted":  # train/checkpoint.py: SIGTERM or SIGUSR1, checkpoint written
+                    raise
+                print(f"{prog}: stopped by {e}", file=sys.stderr)
+                sys.exit(PREEMPTED_EXIT)
         return run
     return wrap

@@ -58,7 +58,8 @@ TRAIN = {
     "optim.lr": POSITIVE, "optim.batch_tokens": COUNT, "optim.warmup_tokens": NON_NEGATIVE,
     "optim.min_lr_ratio": Range(0, 1), "optim.cooldown_fraction": Range(0, 1, lo_open=True),
     "optim.beta1": Range(0, 1, hi_open=True), "optim.beta2": Range(0, 1, hi_open=True), "optim.eps": POSITIVE,
-    "optim.weight_decay": NON_NEGATIVE, "optim.grad_clip": POSITIVE,
+    "optim.weight_decay": NON_NEGATIVE, "optim.grad_clip": POSITIVE, "optim.micro_batch_tokens": COUNT,
+    "checkpoint.every_minutes": NON_NEGATIVE, "checkpoint.every_steps": COUNT, "distributed.nproc": COUNT,
     "budget.tokens": COUNT, "budget.tokens_per_param": POSITIVE, "budget.flops": POSITIVE,
     "seed": SEED, "evals": NON_NEGATIVE, "log_every": COUNT, "threads": COUNT,
     "branches": Range(0, 1, lo_open=True),  # each fraction of D

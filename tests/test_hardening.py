@@ -194,7 +194,7 @@ def test_ctrl_c_is_one_line_exit_130_and_the_cell_reruns(tmp_path, how):
     _, err = p.communicate(timeout=120)
     assert p.returncode == 130 and "Traceback" not in err, err[-3000:]
     assert [ln for ln in err.splitlines() if ln.strip()] == [
-        "harness-train: interrupted; the cell is recorded as failed and reruns from its start"]
+        "harness-train: interrupted; the cell is recorded as failed and reruns from its last checkpoint, or its start"]
     (cell,) = (results / "single").iterdir()
     assert records.read(cell)["status"] == "failed"
 

@@ -10,6 +10,9 @@
   fastpath    the chunked cross-entropy and compile cache of the training step
   wsd         a constant-LR trunk with a cooldown branch per budget
   track       one wandb run and one record per training run
+  checkpoint  a running cell's checkpoint: written atomically, on a clock and on SIGTERM/SIGUSR1; resumed
+  dist        one run across processes: ranks, the process group, DDP or FSDP2 around the model
+  launch      distributed.nproc=K on one machine: spawn the K processes of a cell, pass signals on
   sweep       the Hydra callback that reports a sweep and records cells that could not start
 
 This __init__ imports nothing, so the torch-free modules stay importable without torch.

@@ -1,48 +1,81 @@
 """Train one sweep cell and record it: `run(cfg)` is what the Hydra app and the tests call.
 
-A cell is trained by one process at a time (lock.py); a finished cell is skipped; the corpus is
-verified against its manifest before any step; a cell that fails is recorded as failed.
+A cell is trained by one job at a time (lock.py); a finished cell is skipped; a cell with a
+checkpoint resumes from it (checkpoint.py); the corpus is verified against its manifest before any
+step; a cell that fails is recorded as failed. On K processes (dist.py: distributed.nproc=K, or
+torchrun / srun) the main one decides, locks and records, and every process trains its share.
 """
 from __future__ import annotations
 
 import math
 import time
 
-from harness.config import BudgetConfig, Config, DataConfig, ModelConfig, OptimConfig, to_dict
+from harness.config import BudgetConfig, CheckpointConfig, Config, DataConfig, ModelConfig, OptimConfig, to_dict
 from harness.data import batches
 from harness.errors import HarnessError
 from harness.store import records
 from harness.store.lock import Busy, CellLock
-from harness.train import accounting, loop, schedule, track, wsd
+from harness.train import accounting, checkpoint, dist, launch, loop, schedule, track, wsd
 from harness.train.spec import Spec, resolve
 
 
-def run(cfg: Config) -> dict:
+def run(cfg: Config, place: tuple[int, int, int] | None = None, locked: bool = False) -> dict:
     """Train one cell unless it is done or being trained elsewhere; return its record
-    (WSD: the trunk's record; a busy cell: {"status": "busy", ...})."""
+    (WSD: the trunk's record; a busy cell: {"status": "busy", ...}). `place` is (rank, world, local
+    rank) of this process in a run across processes (default: what torchrun or srun set, else alone);
+    `locked`: the caller holds the cell's lock (launch.py's spawning parent)."""
     spec = resolve(cfg)
+    place = place or dist.launched()
+    if place is None and spec.world_size > 1:
+        return launch.spawn(cfg, spec, _done, _worker)
+    rank, world, local = place or (0, 1, 0)
     name = records.TRUNK if spec.branches else records.RUN
-    device, env = loop.setup(cfg.device, cfg.threads)
-    if (done := _done(spec, name, env)) is not None:
-        return done
+    device, env = loop.setup(cfg.device, cfg.threads, local if world > 1 else None)
+    d = dist.init(cfg.distributed, device, rank, world, local)
+    env.update(world_size=world, strategy=d.strategy if d.on else None, micro_batch_tokens=spec.micro_batch_tokens)
+    lock, decision = None, None
+    if d.main:  # the main process decides for all: done, busy, or train (and holds the lock)
+        try:
+            decision = _done(spec, name, env)
+            if decision is None and not locked:
+                lock = CellLock(spec.directory).acquire()
+                if (decision := _done(spec, name, env)) is not None:  # finished while we waited
+                    lock.release()
+        except Busy as e:  # another job trains it: skip; the sweep report waits for it at the end
+            print(f"skip {spec.cell_id}: {e}")
+            decision = {"status": "busy", "cell_id": spec.cell_id, "error": str(e)}
+        except HarnessError as e:
+            decision = {"error": str(e)}
+    decision = dist.broadcast(decision, d)
+    if decision is not None:
+        if set(decision) == {"error"}:
+            raise HarnessError(decision["error"])
+        return decision
     try:
-        lock = CellLock(spec.directory).acquire()
-    except Busy as e:  # another process trains it: skip; the sweep report waits for it at the end
-        print(f"skip {spec.cell_id}: {e}")
-        return {"status": "busy", "cell_id": spec.cell_id, "error": str(e)}
-    with lock:
-        if (done := _done(spec, name, env)) is not None:  # finished while we waited for the lock
-            return done
-        corpus = batches.prepare(cfg.data)
-        check_corpus(spec, cfg.data, cfg.model, cfg.budget, corpus)
+        return _train(cfg, spec, device, env, d)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _worker(rank: int, cfg: Config, world: int, errors) -> None:
+    """A process spawned by launch.spawn: this cell at place (rank, world, rank), under the parent's lock."""
+    launch.serve(rank, world, errors, lambda: run(cfg, place=(rank, world, rank), locked=True))
+
+
+def _train(cfg: Config, spec: Spec, device, env: dict, d: dist.Dist) -> dict:
+    corpus = batches.prepare(cfg.data)
+    check_corpus(spec, cfg.data, cfg.model, cfg.budget, corpus)
+    if d.main:
         print_header(spec, corpus, env)
-        base = {**spec.flat(), "epochs": spec.D / corpus.train_tokens, "seed": cfg.seed,
-                "sweep": cfg.sweep.name, "arch": cfg.model.arch, "model": cfg.model.name,
-                "corpus": corpus.key, "unique_train_tokens": corpus.train_tokens}
-        dest = track.Destination(cfg.wandb, cfg.sweep.name, to_dict(cfg))
-        if spec.branches:
-            return wsd.train(spec, cfg.model, cfg.optim, dest, corpus, device, env, base)
-        return train_cosine(spec, cfg.model, cfg.optim, dest, corpus, device, env, base)
+    base = {**spec.flat(), "epochs": spec.D / corpus.train_tokens, "seed": cfg.seed,
+            "sweep": cfg.sweep.name, "arch": cfg.model.arch, "model": cfg.model.name,
+            "corpus": corpus.key, "unique_train_tokens": corpus.train_tokens}
+    dest = track.Destination(cfg.wandb, cfg.sweep.name, to_dict(cfg), d.main)
+    s = loop.Session(spec, cfg.model, cfg.optim, corpus, device, d)
+    if spec.branches:
+        return wsd.train(spec, cfg.optim, cfg.checkpoint, dest, s, env, base)
+    return train_cosine(spec, cfg.optim, cfg.checkpoint, dest, s, env, base)
 
 
 # What the rules derive from a config (hparams.py, accounting.py): the cell id hashes the config,
@@ -64,7 +97,7 @@ def _done(spec: Spec, name: str, env: dict) -> dict | None:
                            + ": a rule changed since; move that directory away to retrain the cell, or pin "
                            "the old values (optim.lr, optim.batch_tokens, optim.warmup_tokens)")
     note = ""
-    if previous.get("env") and records.env_key(previous["env"]) != records.env_key(env):
+    if previous.get("env") and env and records.env_key(previous["env"]) != records.env_key(env):
         note = f" (under {records.env_key(previous['env'])}; now {records.env_key(env)})"
     print(f"skip {spec.cell_id}: already {previous['status']}{note}")
     return previous
@@ -112,25 +145,38 @@ def print_header(spec: Spec, corpus: batches.Corpus, env: dict) -> None:
           f"warmup={spec.warmup_tokens} tokens  [{records.env_key(env)}]")
 
 
-def train_cosine(spec: Spec, m: ModelConfig, o: OptimConfig, dest: track.Destination, corpus, device, env: dict,
-                 base: dict) -> dict:
-    tracker = track.Tracker(dest, spec.directory, spec.cell_id, base, env)
+def train_cosine(spec: Spec, o: OptimConfig, c: CheckpointConfig, dest: track.Destination, s: loop.Session,
+                 env: dict, base: dict) -> dict:
+    extra = checkpoint.resume(spec, s)
+    tracker = track.Tracker(dest, spec.directory, spec.cell_id, base, env, extra)
     try:
-        s = loop.Session(spec, m, o, corpus, device)
-        loss_init = s.evaluate()
-        tracker.log({"val/loss": loss_init, "tokens": 0}, step=0)
+        first = extra["step"] if extra else 0
+        loss_init = extra["loss_init"] if extra else s.evaluate()
+        if not extra:
+            tracker.log({"val/loss": loss_init, "tokens": 0}, step=0)
         evals = {round(spec.steps * (i + 1) / (spec.evals + 1)) for i in range(spec.evals)}
-        t0 = time.time()
-        train_loss = loop.run_steps(
-            s, 0, spec.steps, lambda i: schedule.lr_at(i, spec.steps, spec.warmup_steps, spec.lr, o),
-            tracker.log, evals=evals)
-        wall = time.time() - t0
+        t0, before = time.time(), extra["train_s"] if extra else 0.0
+        with checkpoint.Clock(c) as clock:
+            def on_step(done: int, recent: list) -> None:
+                if done < spec.steps and done % s.check_every == 0 and clock.agreed(done, s):
+                    state = {"step": done, "loss_init": loss_init, "recent": recent, "logged": tracker.logged,
+                             "run_id": tracker.run_id, "train_s": before + time.time() - t0}
+                    checkpoint.write(spec, s, state, clock)
+
+            train_loss = loop.run_steps(
+                s, first, spec.steps, lambda i: schedule.lr_at(i, spec.steps, spec.warmup_steps, spec.lr, o),
+                tracker.log, evals=evals, on_step=on_step, recent=extra["recent"] if extra else None)
+        wall = before + time.time() - t0
         final = s.final_loss(spec.steps)
     except BaseException as e:  # record the failure (KeyboardInterrupt too), then let it propagate
         tracker.fail(e)
         raise
     tracker.log({"val/loss": final, "tokens": spec.D}, step=spec.steps)
-    print(f"{spec.cell_id}: final val/loss {final:.4f} (step 0: {loss_init:.4f})")
-    return tracker.finish("finished", {"val/loss": final, "val/loss_init": loss_init, "train/loss": train_loss,
-                                       "train_s": round(wall, 2), "tokens_per_s": spec.D / wall,
-                                       "val_tokens": s.val_tokens})
+    if s.d.main:
+        print(f"{spec.cell_id}: final val/loss {final:.4f} (step 0: {loss_init:.4f})")
+    record = tracker.finish("finished", {"val/loss": final, "val/loss_init": loss_init, "train/loss": train_loss,
+                                         "train_s": round(wall, 2), "tokens_per_s": spec.D / wall,
+                                         "val_tokens": s.val_tokens})
+    if s.d.main:
+        checkpoint.clear(spec.directory)  # a finished cell keeps no checkpoint
+    return record

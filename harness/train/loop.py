@@ -4,6 +4,7 @@ Cosine runs (train.py) and WSD trunks and branches (wsd.py) all step through `ru
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import ctypes
 import math
@@ -18,7 +19,7 @@ from tqdm import tqdm
 from harness.config import ModelConfig, OptimConfig
 from harness.data import batches
 from harness.errors import Diverged, HarnessError
-from harness.train import fastpath, model
+from harness.train import dist, fastpath, model
 from harness.train.spec import Spec
 
 # One intra-op thread unless `threads` says otherwise. Measured on 2 cores (gpt2-50k,
@@ -63,9 +64,16 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def setup(device_name: str, threads: int | None) -> tuple[torch.device, dict]:
-    """Pick the device, set CPU threads, and return the environment recorded with every run."""
+def setup(device_name: str, threads: int | None, local_rank: int | None = None) -> tuple[torch.device, dict]:
+    """Pick the device (a process of a run across GPUs takes its local rank's), set CPU threads,
+    and return the environment recorded with every run."""
     device = pick_device(device_name)
+    if local_rank is not None and device.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise HarnessError(f"process {local_rank} of this node has no GPU: {torch.cuda.device_count()} visible; "
+                               "lower distributed.nproc (or gpus_per_node)")
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
     torch.set_num_threads(threads or DEFAULT_THREADS)
     if device.type == "cpu":
         keep_freed_memory()
@@ -105,18 +113,39 @@ def make_optimizer(net: torch.nn.Module, o: OptimConfig, lr: float, device: torc
     return torch.optim.AdamW(groups, lr=lr, betas=(o.beta1, o.beta2), eps=o.eps, fused=cuda, foreach=not cuda)
 
 
-class Session:
-    """Model, optimizer, data and held-out windows of one run; `step` is one optimizer step."""
+class LossModule(torch.nn.Module):
+    """The LM and its loss as one module, so DDP's and FSDP's hooks see the whole forward."""
 
-    def __init__(self, spec: Spec, m: ModelConfig, o: OptimConfig, corpus: batches.Corpus, device: torch.device):
-        self.device, self.batch_tokens = device, spec.batch_tokens
+    def __init__(self, lm: torch.nn.Module, loss_fn):
+        super().__init__()
+        self.lm, self.loss_fn = lm, loss_fn
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.loss_fn(self.lm, batch)
+
+
+class Session:
+    """Model, optimizer, data and held-out windows of one run; `step` is one optimizer step. On K
+    processes (dist.py) each takes its 1/K of every batch and of the held-out windows."""
+
+    def __init__(self, spec: Spec, m: ModelConfig, o: OptimConfig, corpus: batches.Corpus, device: torch.device,
+                 d: dist.Dist = dist.ALONE):
+        self.device, self.batch_tokens, self.d = device, spec.batch_tokens, d
         ctx = m.n_positions
-        self.net = model.build(m, spec.vocab_size, spec.seed).to(device)
+        self.lm = model.build(m, spec.vocab_size, spec.seed).to(device)  # the same init on every process
         # chunked cross-entropy: the (tokens x vocab) fp32 logits are never materialized whole
         self.loss_fn = fastpath.compile_loss() if spec.compile else fastpath.lm_loss
-        self.opt = make_optimizer(self.net, o, spec.lr, device)
+        self.net = dist.wrap(LossModule(self.lm, self.loss_fn), d, device) if d.on else self.lm
+        self.opt = make_optimizer(self.lm, o, spec.lr, device)
         self.batches = batches.Batches(corpus, ctx, spec.batch_tokens // ctx, spec.seed)
-        self.val = torch.from_numpy(batches.val_windows(corpus, ctx, spec.val_tokens)).to(device)
+        self.micro_seqs = (spec.micro_batch_tokens or spec.batch_tokens // d.world) // ctx
+        val = batches.val_windows(corpus, ctx, spec.val_tokens)
+        # every process evaluates as many windows (FSDP's collectives need it): its share, and the
+        # remainder, which every process evaluates and only the main one counts
+        share = len(val) // d.world
+        self.val = torch.from_numpy(val[d.rank * share:(d.rank + 1) * share]).to(device)
+        self.val_rest = torch.from_numpy(val[d.world * share:]).to(device)
+        self.n_val = len(val)
         self.grad_clip = o.grad_clip
         self.log_every = spec.log_every
         self.check_every = 1 if device.type == "cpu" else spec.log_every  # CPU: checking costs no host sync
@@ -124,29 +153,66 @@ class Session:
     def autocast(self):
         return torch.autocast(self.device.type, torch.bfloat16, enabled=self.device.type == "cuda")
 
+    def _loss(self, batch: torch.Tensor) -> torch.Tensor:
+        with self.autocast():
+            return self.net(batch) if self.d.on else self.loss_fn(self.net, batch)
+
     def step(self, lr: float) -> torch.Tensor:
+        """One optimizer step on this process's share of the next batch, in micro-batches; returns
+        the share's mean loss (see `mean`)."""
         for group in self.opt.param_groups:
             group["lr"] = lr
         batch = torch.from_numpy(self.batches.next())
+        share = len(batch) // self.d.world
+        batch = batch[self.d.rank * share:(self.d.rank + 1) * share]
         if self.device.type == "cuda":
             batch = batch.pin_memory().to(self.device, non_blocking=True)
-        with self.autocast():
-            loss = self.loss_fn(self.net, batch)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.grad_clip)
+        parts = batch.split(self.micro_seqs)
+        if len(parts) == 1:
+            loss = self._loss(batch)
+            loss.backward()
+        else:  # gradient accumulation: each part weighted by its share, synchronized on the last
+            loss = 0.0
+            for i, part in enumerate(parts):
+                with self._sync(i == len(parts) - 1):
+                    part_loss = self._loss(part) * (len(part) / len(batch))
+                    part_loss.backward()
+                loss = loss + part_loss.detach()
+        torch.nn.utils.clip_grad_norm_(self.lm.parameters(), self.grad_clip)
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         return loss.detach()
 
+    def _sync(self, last: bool):
+        """DDP and FSDP all-reduce gradients on the last micro-batch of a step only."""
+        if not self.d.on:
+            return contextlib.nullcontext()
+        if hasattr(self.net, "no_sync"):
+            return contextlib.nullcontext() if last else self.net.no_sync()
+        self.net.set_requires_gradient_sync(last)
+        return contextlib.nullcontext()
+
+    def mean(self, loss: torch.Tensor) -> float:
+        """A step's loss over every process (each holds an equal share of the batch)."""
+        return dist.sum_([loss.item()], self.d, self.device)[0] / self.d.world
+
     @torch.no_grad()
     def evaluate(self) -> float:
         self.net.eval()
-        total = 0.0
-        for chunk in self.val.split(64):
-            with self.autocast():
-                total += fastpath.lm_loss(self.net, chunk).item() * len(chunk)
+        total = self._sum(self.val)
+        if len(self.val_rest):
+            rest = self._sum(self.val_rest)
+            total += rest if self.d.main else 0.0
         self.net.train()
-        return total / len(self.val)
+        return dist.sum_([total], self.d, self.device)[0] / self.n_val
+
+    def _sum(self, windows: torch.Tensor) -> float:
+        total = 0.0
+        for chunk in windows.split(64):
+            with self.autocast():
+                loss = self.net(chunk) if self.d.on else fastpath.lm_loss(self.net, chunk)
+            total += loss.item() * len(chunk)
+        return total
 
     def final_loss(self, step: int) -> float:
         loss = self.evaluate()
@@ -155,15 +221,15 @@ class Session:
 
     @property
     def val_tokens(self) -> int:
-        return int(self.val[:, 1:].numel())
+        return int(self.n_val * (self.val.shape[1] - 1))
 
     def snapshot(self) -> dict:
         """Everything a branch changes, to return to the trunk afterwards (WSD cooldowns)."""
-        return copy.deepcopy({"net": self.net.state_dict(), "opt": self.opt.state_dict(),
+        return copy.deepcopy({"net": self.lm.state_dict(), "opt": self.opt.state_dict(),
                               "batches": self.batches.state()})
 
     def restore(self, snap: dict) -> None:
-        self.net.load_state_dict(snap["net"])
+        self.lm.load_state_dict(snap["net"])
         self.opt.load_state_dict(snap["opt"])
         self.batches.restore(snap["batches"])
 
@@ -174,12 +240,14 @@ def check_finite(value: float, what: str, step: int, steps: int) -> None:
 
 
 def run_steps(s: Session, first: int, last: int, lr_of: Callable[[int], float],
-              log: Callable[[dict, int], None], *, evals=(), of: int | None = None) -> float:
+              log: Callable[[dict, int], None], *, evals=(), of: int | None = None,
+              on_step: Callable[[int, list], None] | None = None, recent: list | None = None) -> float:
     """Optimizer steps first..last-1 (0-based) at LR lr_of(step); returns the mean of the last
-    (up to 10) checked training losses. `log(metrics, step)` gets train/loss, lr, tokens and
-    tokens/s every log_every steps and val/loss after each step in `evals`; `of` is the run's
-    length for messages (default `last`)."""
-    recent, t0 = [], time.time()
+    (up to 10) checked training losses (`recent`: those of the steps before `first`, on a resume).
+    `log(metrics, step)` gets train/loss, lr, tokens and tokens/s every log_every steps and val/loss
+    after each step in `evals`; `on_step(done, recent)` runs after every step (checkpoints); `of`
+    is the run's length for messages (default `last`)."""
+    recent, t0 = list(recent or []), time.time()
     bar = tqdm(total=(last - first) * s.batch_tokens, unit="tok", unit_scale=True, mininterval=2.0,
                leave=False)  # TQDM_DISABLE=1 silences it
     for step in range(first, last):
@@ -188,12 +256,14 @@ def run_steps(s: Session, first: int, last: int, lr_of: Callable[[int], float],
         done = step + 1
         bar.update(s.batch_tokens)
         if done % s.check_every == 0 or done == last:
-            recent = (recent + [loss.item()])[-10:]
+            recent = (recent + [s.mean(loss)])[-10:]
             check_finite(recent[-1], "training loss", done, of or last)
         if done % s.log_every == 0:  # a checked step: check_every is 1 or log_every
             log({"train/loss": recent[-1], "lr": lr, "tokens": done * s.batch_tokens,
                  "tokens_per_s": (done - first) * s.batch_tokens / (time.time() - t0)}, done)
         if done in evals:
             log({"val/loss": s.evaluate()}, done)
+        if on_step is not None:
+            on_step(done, recent)
     bar.close()
     return float(np.mean(recent)) if recent else float("nan")

@@ -10,18 +10,21 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness import validate
-from harness.config import Config, to_dict
+from harness.config import Config, DistributedConfig, OptimConfig, to_dict
 from harness.data import batches
 from harness.errors import HarnessError
 from harness.train import accounting, hparams, schedule
 
 # Fields that do not change what a run computes: excluded from its identity. The environment that
 # computes it (threads, device, torch version, dtype) is recorded instead: see records.env_key.
-NOT_IDENTITY = ("results_dir", "wandb", "device", "threads", "log_every", "sweep", "compile")
+NOT_IDENTITY = ("results_dir", "wandb", "device", "threads", "log_every", "sweep", "compile", "checkpoint",
+                "distributed")
+OPTIM_NOT_IDENTITY = ("micro_batch_tokens",)  # how a step is computed, not what: the same step
 DATA_NOT_IDENTITY = ("cache_dir", "max_epochs")  # where the cache lives; a guard, not a computation
 # Data fields added after cells were first committed: hashed only when set, so the ids of every
 # existing cell (which never set them) stay what they were.
@@ -31,6 +34,7 @@ DATA_IDENTITY_WHEN_SET = ("path", "max_tokens", "max_train_tokens")
 def cell_id(cfg: Config, D: int) -> str:
     """Stable id from the resolved config, so reruns of a sweep find the same directories."""
     d = {k: v for k, v in to_dict(cfg).items() if k not in NOT_IDENTITY}
+    d["optim"] = {k: v for k, v in d["optim"].items() if k not in OPTIM_NOT_IDENTITY}
     d["data"] = {k: v for k, v in d["data"].items() if k not in DATA_NOT_IDENTITY
                  and not (k in DATA_IDENTITY_WHEN_SET and v is None)}
     if cfg.data.source == "prepared":  # a prepared folder is the same data wherever it is mounted
@@ -66,6 +70,8 @@ class Spec:
     evals: int = 4  # validation passes spread over training
     log_every: int = 10  # optimizer steps between host syncs
     compile: bool = False  # torch.compile the loss
+    world_size: int = 1  # processes training this run (data parallel), each taking 1/world of every batch
+    micro_batch_tokens: int = 0  # tokens per forward/backward within a process's share of a step (0: all of it)
 
     @property
     def warmup_steps(self) -> int:
@@ -114,6 +120,8 @@ def resolve(cfg: Config) -> Spec:
     if requested < bt:
         raise HarnessError(f"{accounting.budget_name(cfg.budget)} gives {requested:.0f} tokens, "
                            f"fewer than one batch of {bt} tokens")
+    world = world_size(cfg.distributed)
+    micro = micro_batch(cfg.optim, m.n_positions, bt, world)
     steps = max(1, round(requested / bt))
     D = steps * bt
     shortest = min(cfg.branches) * D if cfg.branches else D  # WSD: warm up once, for the shortest branch
@@ -126,8 +134,44 @@ def resolve(cfg: Config) -> Spec:
                 warmup_tokens=warmup if warmup is not None else hparams.warmup_tokens(
                     n, shortest, hparams.WSD_MAX_WARMUP_FRACTION if cfg.branches else hparams.MAX_WARMUP_FRACTION),
                 schedule=cfg.optim.schedule, seed=cfg.seed, vocab_size=V, val_tokens=cfg.data.val_tokens,
-                evals=cfg.evals, log_every=cfg.log_every, compile=cfg.compile)
+                evals=cfg.evals, log_every=cfg.log_every, compile=cfg.compile, world_size=world,
+                micro_batch_tokens=micro)
     return dataclasses.replace(spec, branches=tuple(branch_plan(cfg, steps))) if cfg.branches else spec
+
+
+def world_size(d: DistributedConfig) -> int:
+    """Processes training one run: torchrun's or srun's WORLD_SIZE where it set one, else distributed.nproc."""
+    if d.strategy not in ("ddp", "fsdp"):
+        raise HarnessError(f"distributed.strategy={d.strategy!r} is not one of 'ddp', 'fsdp'")
+    if d.backend not in ("auto", "gloo", "nccl"):
+        raise HarnessError(f"distributed.backend={d.backend!r} is not one of 'auto', 'gloo', 'nccl'")
+    return launched_world() or d.nproc
+
+
+def launched_world() -> int | None:
+    """The world a launcher started: torchrun's WORLD_SIZE, or srun's SLURM_NTASKS (one task per
+    process, as hydra/launcher=slurm with gpus_per_node=K starts them); None when run alone."""
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        return int(os.environ["WORLD_SIZE"])
+    if "SLURM_PROCID" in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        return int(os.environ["SLURM_NTASKS"])
+    return None
+
+
+def micro_batch(o: OptimConfig, ctx: int, bt: int, world: int) -> int:
+    """Tokens per micro-batch within one process's share of a step (the batch itself is unchanged)."""
+    seqs = bt // ctx
+    if seqs % world:
+        raise HarnessError(f"optim.batch_tokens={bt} is {seqs} sequences, which {world} processes cannot share "
+                           f"evenly (distributed.nproc={world}); set optim.batch_tokens to a multiple of "
+                           f"{world * ctx}")
+    share, micro = bt // world, o.micro_batch_tokens
+    if micro is None:
+        return share
+    if micro % ctx or share % micro:
+        raise HarnessError(f"optim.micro_batch_tokens={micro} must be a whole number of sequences of "
+                           f"model.n_positions={ctx} tokens that divides each process's {share} tokens per step")
+    return micro
 
 
 def branch_plan(cfg: Config, steps: int) -> list[tuple[int, int]]:

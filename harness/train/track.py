@@ -26,24 +26,38 @@ class Destination:
     wandb: WandbConfig
     sweep: str
     config: dict
+    main: bool = True  # only the main process of a run across processes records and logs
 
 
 class Tracker:
-    def __init__(self, dest: Destination, directory: Path, cid: str, summary: dict, env: dict):
-        self.dir, self.t0 = directory, time.time()
+    """A run's record and wandb run. `resume` (a checkpoint's state) continues the run: the same
+    wandb run id, a fresh log with every metric up to the checkpoint replayed, so the resumed run's
+    log has each step once. On a process that is not the main one it records nothing."""
+
+    def __init__(self, dest: Destination, directory: Path, cid: str, summary: dict, env: dict,
+                 resume: dict | None = None):
+        self.dir, self.t0, self.main = directory, time.time(), dest.main
+        self.logged: list = list(resume["logged"]) if resume else []
+        self.run, self.run_id = None, resume.get("run_id") if resume else None
+        if not self.main:
+            return
         shutil.rmtree(directory / "wandb", ignore_errors=True)  # a crashed attempt's partial log
         self.record = records.new("run", cell_id=cid, sweep=dest.sweep, config=dest.config, summary=summary, env=env)
-        self.run = None
         if dest.wandb.mode != "disabled":
-            self.run = _init_wandb(dest, directory, cid, {**dest.config, "derived": summary, "env": env})
-            self.record["run_id"] = self.run.id
+            self.run = _init_wandb(dest, directory, cid, {**dest.config, "derived": summary, "env": env}, self.run_id)
+            self.run_id = self.record["run_id"] = self.run.id
+            for metrics, step in self.logged:
+                self.run.log(metrics, step=step)
         records.write(directory, self.record)
 
     def log(self, metrics: dict, step: int) -> None:
+        self.logged.append((metrics, step))
         if self.run is not None:
             self.run.log(metrics, step=step)
 
     def finish(self, status: str, summary: dict, error: str | None = None) -> dict:
+        if not self.main:
+            return {"status": status}
         s = self.record["summary"]
         s.update(summary)
         s.update(status=status, wall_s=round(time.time() - self.t0, 2))
@@ -58,9 +72,11 @@ class Tracker:
 
     def fail(self, e: BaseException) -> None:
         """Finish as diverged or failed and mark `e` so the sweep does not record it again."""
+        e.recorded = True
+        if not self.main:
+            return
         status = "diverged" if isinstance(e, Diverged) else "failed"
         self.finish(status, {}, error=str(e) if status == "diverged" else f"{type(e).__name__}: {e}")
-        e.recorded = True
 
 
 def restore(directory: Path) -> dict | None:
@@ -95,7 +111,7 @@ def _wait_for_log(log: str, timeout_s: float = 60.0) -> bool:
     return False
 
 
-def _init_wandb(dest: Destination, directory: Path, cid: str, config: dict):
+def _init_wandb(dest: Destination, directory: Path, cid: str, config: dict, run_id: str | None = None):
     import wandb
 
     os.environ.setdefault("WANDB_SILENT", "true")
@@ -104,5 +120,6 @@ def _init_wandb(dest: Destination, directory: Path, cid: str, config: dict):
         x_transaction_log_flush_interval=1.0)  # default 15 s: a killed run would leave an empty log
     return wandb.init(
         project=dest.wandb.project, entity=dest.wandb.entity, group=dest.sweep, name=cid,
-        job_type="train", dir=str(directory), mode=dest.wandb.mode, config=config,
+        job_type="train", dir=str(directory), mode=dest.wandb.mode, config=config, id=run_id,
+        resume="allow" if run_id else None,
         settings=settings, reinit="finish_previous")
