@@ -93,8 +93,8 @@ def test_no_module_is_over_300_lines():
 
 # Above cell.run the whole Config is resolved; below it, functions take the Spec and the sections they need.
 TAKES_CONFIG = {("train.spec", "resolve"), ("train.spec", "cell_id"), ("train.spec", "seedless_key"),
-                ("train.spec", "branch_plan"), ("train.cell", "run"), ("train.cell", "_train"), ("train.cell", "_worker"),
-                ("train.launch", "spawn"), ("train.sweep", "record_invalid")}  # run's own parts and its launcher
+                ("train.spec", "branch_plan"), ("train.cell", "run"), ("train.sweep", "record_invalid"),
+                ("train.cell", "_train"), ("train.cell", "_worker"), ("train.launch", "spawn")}  # run's parts
 
 
 def test_below_cell_run_nothing_takes_the_whole_config():
