@@ -27,7 +27,13 @@ def cli(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProc
                      "harness-prepare": ("data.prepare", "main")}[prog]
     code = f"import sys; sys.argv[0] = {prog!r}; from harness.{module} import {entry}; sys.exit({entry}())"
     return subprocess.run([sys.executable, "-c", code, *rest], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, env=own_wandb())
+
+
+def own_wandb() -> dict:
+    """The environment without this process's wandb service: a child that shares it would share its
+    registry of runs, where a run killed mid-test stays "in use" (a real rerun is a fresh process)."""
+    return {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
 
 
 @pytest.fixture

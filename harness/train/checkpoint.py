@@ -27,7 +27,10 @@ from harness.config import CheckpointConfig
 from harness.errors import HarnessError
 
 NAME, TMP = "checkpoint", ".checkpoint.tmp"
-SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+# SIGTERM: preemption; SIGUSR1: `--signal=USR1@...` before a time limit; SIGUSR2: submitit's (hydra's
+# slurm launcher) before a time-out. After the checkpoint is written, the handler that was there before
+# (submitit's, which requeues the job) runs too.
+SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 # What a checkpoint must agree on with the cell resuming it (the cell id hashes the config; these are
 # what the rules derived from it, as train/cell.py checks for finished records).
 IDENTITY = ("cell_id", "D", "steps", "batch_tokens", "lr", "warmup_tokens")
@@ -156,6 +159,7 @@ def write(spec, s, state: dict, clock: "Clock") -> None:
     save(spec.directory, s.lm, s.opt, extra, s.d.main)
     clock.wrote()
     if clock.signal:
+        clock.pass_on()
         raise Preempted(f"{clock.signal} at step {state['step']} of {spec.steps}: checkpoint written, "
                         "rerun the same command to resume")
 
@@ -196,4 +200,10 @@ class Clock:
             signal.signal(s, handler)
 
     def _on_signal(self, signum, frame) -> None:
-        self.signal = signal.Signals(signum).name
+        self.signal, self.signum = signal.Signals(signum).name, signum
+
+    def pass_on(self) -> None:
+        """The checkpoint is written: let the handler that was there before act (e.g. submitit's requeue)."""
+        before = self.previous.get(getattr(self, "signum", None))
+        if callable(before) and before not in (signal.default_int_handler,):
+            before(self.signum, None)

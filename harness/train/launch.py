@@ -25,6 +25,7 @@ def spawn(cfg: Config, spec: Spec, done: Callable, worker: Callable) -> dict:
     """`done(spec, name, env)`: the cell's record if it needs no training (cell._done); `worker(rank,
     cfg, world, errors)`: a top-level function that calls `serve` (spawn pickles it by name)."""
     _done = done
+    check_devices(cfg.device, spec.world_size)
     name = records.TRUNK if spec.branches else records.RUN
     if (done := _done(spec, name, {})) is not None:
         return done
@@ -60,6 +61,17 @@ def spawn(cfg: Config, spec: Spec, done: Callable, worker: Callable) -> dict:
         while not errors.empty():
             problems.append(errors.get())
     return _outcome(spec, name, problems)
+
+
+def check_devices(device: str, world: int) -> None:
+    """One process per GPU; on CPU no more processes than cores (each would wait for a core)."""
+    import torch
+
+    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    have = torch.cuda.device_count() if cuda else os.cpu_count() or 1
+    if world > have:
+        raise HarnessError(f"distributed.nproc={world} is more than the {have} {'GPUs' if cuda else 'CPU cores'} "
+                           "here; lower it (on a cluster: hydra.launcher.gpus_per_node)")
 
 
 def _outcome(spec: Spec, name: str, problems: list) -> dict:

@@ -121,6 +121,10 @@ def resolve(cfg: Config) -> Spec:
         raise HarnessError(f"{accounting.budget_name(cfg.budget)} gives {requested:.0f} tokens, "
                            f"fewer than one batch of {bt} tokens")
     world = world_size(cfg.distributed)
+    if world > 1 and cfg.distributed.strategy == "fsdp" and m.n_embd < world:
+        raise HarnessError(f"distributed.strategy=fsdp: model.n_embd={m.n_embd} rows cannot be sharded over {world} "
+                           "processes (some would hold nothing); the model is too small to shard: use "
+                           "distributed.strategy=ddp")
     micro = micro_batch(cfg.optim, m.n_positions, bt, world)
     steps = max(1, round(requested / bt))
     D = steps * bt
