@@ -25,17 +25,22 @@ def _check_conf() -> None:
         sys.exit(f"harness: error: the shipped configs are missing ({CONF_DIR}); reinstall the harness")
 
 
-def _gpu_for_job(cfg: Config) -> None:
-    """Parallel launchers on a multi-GPU box: job k trains on GPU k mod count."""
-    from hydra.core.hydra_config import HydraConfig
+def _gpu_for_job(cfg: Config, count: int | None = None):
+    """A job of a sweep on a multi-GPU box (device auto or a bare cuda) trains on a GPU no running
+    job holds (gpus.py); returns the held slot, to release when the job ends, or None."""
+    if cfg.device not in ("auto", "cuda") or cfg.distributed.nproc > 1:  # cuda:K, or K GPUs per cell
+        return None
+    if count is None:
+        import torch
 
-    if cfg.device != "auto":
-        return
-    import torch
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count < 2:
+        return None
+    from harness.train import gpus
 
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if count > 1:
-        cfg.device = f"cuda:{HydraConfig.get().job.num % count}"
+    slot = gpus.take(count)
+    cfg.device = f"cuda:{slot.index}"
+    return slot
 
 
 def _train_task(dcfg: DictConfig) -> None:
@@ -64,9 +69,12 @@ def _train_one(cfg: Config, multirun: bool, model_choice: str | None) -> None:
         spec.resolve(cfg)  # invalid shapes and budgets fail here, before torch is imported
         from harness.train import cell
 
-        if multirun:
-            _gpu_for_job(cfg)
-        cell.run(cfg)
+        slot = _gpu_for_job(cfg) if multirun else None
+        try:
+            cell.run(cfg)
+        finally:
+            if slot is not None:
+                slot.release()
     except Exception as e:
         if multirun and not getattr(e, "recorded", False):  # failed before its cell directory existed
             from hydra.core.hydra_config import HydraConfig

@@ -66,6 +66,7 @@ def test_a_killed_cosine_cell_resumes_from_its_checkpoint_bit_for_bit(tmp_path):
     assert not (s.directory / checkpoint.NAME).exists()  # a finished cell keeps no checkpoint
 
 
+@pytest.mark.slow
 def test_sigterm_writes_a_checkpoint_then_stops_and_the_rerun_finishes_it(tmp_path):
     reference = cell.run(make_config(*COSINE, f"results_dir={tmp_path / 'ref'}"))
     args = [*COSINE, f"results_dir={tmp_path / 'r'}"]  # no periodic checkpoint: only the signal's
@@ -85,6 +86,7 @@ def test_sigterm_writes_a_checkpoint_then_stops_and_the_rerun_finishes_it(tmp_pa
     assert records.read(s.directory)["summary"]["val/loss"] == reference["summary"]["val/loss"]
 
 
+@pytest.mark.slow
 def test_a_wsd_trunk_killed_between_branches_keeps_the_branch_it_wrote(tmp_path):
     reference = cell.run(make_config(*WSD, f"results_dir={tmp_path / 'ref'}"))
     args = [*WSD, f"results_dir={tmp_path / 'r'}"]
@@ -105,6 +107,7 @@ def test_a_wsd_trunk_killed_between_branches_keeps_the_branch_it_wrote(tmp_path)
     assert records.read(s.directory, records.TRUNK)["branches"] == reference["branches"]
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_run_is_refused_and_a_damaged_one_restarts_the_cell(tmp_path):
     args = [*COSINE, f"results_dir={tmp_path / 'r'}"]
     s = spec.resolve(make_config(*args))

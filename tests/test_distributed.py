@@ -24,7 +24,7 @@ def _pair(tmp_path, model: str, strategy: str) -> tuple[dict, dict]:
 
 
 @pytest.mark.parametrize("model,strategy", [
-    ("gpt2-5k", "ddp"), ("gpt2-5k", "fsdp"),
+    ("gpt2-5k", "ddp"), pytest.param("gpt2-5k", "fsdp", marks=pytest.mark.slow),
     pytest.param("llama-5k", "ddp", marks=pytest.mark.slow), pytest.param("llama-5k", "fsdp", marks=pytest.mark.slow),
 ])
 def test_two_processes_give_the_one_process_loss_and_record_once(tmp_path, model, strategy):
@@ -40,6 +40,7 @@ def test_two_processes_give_the_one_process_loss_and_record_once(tmp_path, model
         make_config(f"model={model}", *BASE, f"results_dir={tmp_path / 'one'}")).directory)
 
 
+@pytest.mark.slow
 def test_a_killed_two_process_run_resumes_on_one_process(tmp_path):
     """The checkpoint is re-sharded on load: 2 processes write it, 1 reads it."""
     reference = cell.run(make_config("model=gpt2-5k", *BASE, f"results_dir={tmp_path / 'ref'}"))
@@ -55,6 +56,7 @@ def test_a_killed_two_process_run_resumes_on_one_process(tmp_path):
     assert abs(a - b) / a < 1e-4, (a, b)
 
 
+@pytest.mark.slow
 def test_sigterm_reaches_every_process_and_each_writes_its_shard(tmp_path):
     args = ["model=gpt2-5k", "budget.tokens=204800", "optim.batch_tokens=512", "threads=1", "distributed.nproc=2",
             f"results_dir={tmp_path / 'r'}"]

@@ -12,7 +12,7 @@ MODULES = sorted(str(p.relative_to(PKG).with_suffix("")).replace("/", ".")
 # report and store packages whole, and these modules of the others.
 TORCH_FREE = {m for m in MODULES if m.split(".")[0] in ("fit", "report", "store")} | {
     "config", "errors", "validate", "plan", "cli_fit", "study", "data.corpus", "data.prepare", "data.batches",
-    "train.spec", "train.accounting", "train.hparams", "train.schedule", "train.sweep"}
+    "train.spec", "train.accounting", "train.hparams", "train.schedule", "train.sweep", "train.gpus"}
 
 
 def source(module: str) -> str:

@@ -13,6 +13,7 @@
   checkpoint  a running cell's checkpoint: written atomically, on a clock and on SIGTERM/SIGUSR1; resumed
   dist        one run across processes: ranks, the process group, DDP or FSDP2 around the model
   launch      distributed.nproc=K on one machine: spawn the K processes of a cell, pass signals on
+  gpus        a free GPU for each running job of a parallel sweep (torch-free)
   sweep       the Hydra callback that reports a sweep and records cells that could not start
 
 This __init__ imports nothing, so the torch-free modules stay importable without torch.

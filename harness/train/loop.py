@@ -87,9 +87,15 @@ def setup(device_name: str, threads: int | None, local_rank: int | None = None) 
 
     env = {"torch": torch.__version__, "transformers": transformers.__version__, "numpy": np.__version__,
            "python": platform.python_version(), "device": str(device), "device_name": name,
-           "threads": torch.get_num_threads(), "dtype": "bfloat16" if device.type == "cuda" else "float32",
+           "threads": torch.get_num_threads(), "dtype": "bfloat16" if bf16(device) else "float32",
+           "deterministic": device.type == "cpu" or torch.are_deterministic_algorithms_enabled(),
            "host": platform.node()}
     return device, env
+
+
+def bf16(device: torch.device) -> bool:
+    """bf16 autocast on a CUDA device that has it (Ampere or later); fp32 elsewhere, recorded as the dtype."""
+    return device.type == "cuda" and torch.cuda.is_bf16_supported()
 
 
 def cpu_model() -> str:
@@ -151,7 +157,7 @@ class Session:
         self.check_every = 1 if device.type == "cpu" else spec.log_every  # CPU: checking costs no host sync
 
     def autocast(self):
-        return torch.autocast(self.device.type, torch.bfloat16, enabled=self.device.type == "cuda")
+        return torch.autocast(self.device.type, torch.bfloat16, enabled=bf16(self.device))
 
     def _loss(self, batch: torch.Tensor) -> torch.Tensor:
         with self.autocast():
