@@ -12,3 +12,16 @@ The pipeline, one package per stage (each package's __init__ is its map):
 Entry points, thin, at the top: cli (harness-train, harness-plan), plan (the planner behind
 harness-plan), cli_fit (harness-fit), study (harness-study); harness-prepare is data/prepare.
 """
+
+from harness import _moved
+
+_moved.install()  # the flat paths of before (harness.records, harness.corpus, ...) stay importable
+
+
+def __getattr__(name: str):
+    """`from harness import records` (the flat layout of before) still finds the moved module."""
+    if name in _moved.OLD:
+        import importlib
+
+        return importlib.import_module(f"harness.{name}")
+    raise AttributeError(f"module 'harness' has no attribute {name!r}")
