@@ -29,7 +29,8 @@ CONF_DIR = _shipped_conf()
 class ModelConfig:
     # the model file's name (conf/model/NAME.yaml, Hydra's choice); a label, never parsed. A file may omit it
     name: Optional[str] = "${hydra:runtime.choices.model}"
-    arch: str = "gpt2"  # "gpt2" -> GPT2LMHeadModel, "llama" -> LlamaForCausalLM
+    arch: str = "gpt2"  # any causal-LM model_type of the installed transformers: gpt2, llama, qwen3, olmo2,
+    # mistral, mixtral, olmoe, qwen3_moe, ... (train/model.py maps the fields below onto its config)
     n_layer: int = 2  # transformer blocks
     n_embd: int = 64  # residual width d_model
     n_head: int = 2  # attention heads; must divide n_embd
@@ -37,6 +38,8 @@ class ModelConfig:
     n_inner: Optional[int] = None  # MLP hidden width; None -> 4*n_embd (GPT-2), 8/3*n_embd rounded up to 8 (Llama)
     n_kv_head: Optional[int] = None  # Llama key/value heads (GQA); None -> n_head
     tie_word_embeddings: bool = True  # share input embedding and output head, as GPT-2 does
+    hf: dict[str, Any] = field(default_factory=dict)  # further fields of the architecture's HF config, passed
+    # through: experts (num_experts / num_local_experts), num_experts_per_tok, moe_intermediate_size, rope_theta...
 
 
 @dataclass

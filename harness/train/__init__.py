@@ -6,6 +6,7 @@
   schedule    LR schedules as pure functions of the step (torch-free)
   cell        run(cfg): train one cell unless it is done, under its lock; record it
   loop        the training loop: Session (model, optimizer, batches) and run_steps
+  arch        any transformers causal LM from our config (model.hf passes fields through); meta-device counts
   model       HF models from the config, random init
   fastpath    the chunked cross-entropy and compile cache of the training step
   wsd         a constant-LR trunk with a cooldown branch per budget

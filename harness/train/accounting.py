@@ -8,21 +8,12 @@ against the built model). Conventions for FLOPs per training token:
 """
 from __future__ import annotations
 
-import math
-
 from harness.config import BudgetConfig, ModelConfig
 from harness.errors import HarnessError
+from harness.train.arch import check_arch, counts, mlp_width
 
 CONVENTIONS = ("6N", "6N_attn", "kaplan")
 DEFAULT_TOKENS = 1_500_000  # D when no budget is set: the default run, about a minute on 2 CPU cores
-
-
-def mlp_width(m: ModelConfig) -> int:
-    if m.n_inner is not None:
-        return m.n_inner
-    if m.arch == "llama":
-        return 8 * math.ceil(8 * m.n_embd / 3 / 8)  # SwiGLU keeps ~8 d^2 MLP params (Touvron et al. 2023)
-    return 4 * m.n_embd
 
 
 MIN_VOCAB = 257  # byte-level BPE's alphabet: 256 bytes, plus the end-of-text token
@@ -37,13 +28,13 @@ def check_vocab(vocab_size: int) -> None:
 
 def validate_model(m: ModelConfig, vocab_size: int) -> None:
     if m.arch not in ("gpt2", "llama"):
-        raise HarnessError(f"model.arch={m.arch!r} is not one of 'gpt2', 'llama'")
+        check_arch(m.arch)
     for key in ("n_layer", "n_embd", "n_head", "n_positions"):
         if getattr(m, key) < 1:
             raise HarnessError(f"model.{key}={getattr(m, key)} must be >= 1")
     if m.n_embd % m.n_head:
         raise HarnessError(f"model.n_embd={m.n_embd} is not divisible by model.n_head={m.n_head}")
-    if m.arch == "llama" and (m.n_embd // m.n_head) % 2:  # transformers refuses it when building
+    if m.arch != "gpt2" and (m.n_embd // m.n_head) % 2:  # rotary embeddings: transformers refuses it
         raise HarnessError(f"model.n_embd={m.n_embd} / model.n_head={m.n_head} = {m.n_embd // m.n_head}: "
                            "Llama's rotary embedding needs an even head dimension")
     kv = m.n_kv_head or m.n_head
@@ -54,7 +45,12 @@ def validate_model(m: ModelConfig, vocab_size: int) -> None:
 
 
 def param_counts(m: ModelConfig, vocab_size: int) -> tuple[int, int]:
-    """(N total, N non-embedding). Non-embedding drops token and position embeddings and an untied head."""
+    """(N total, N non-embedding). Non-embedding drops token and position embeddings and an untied head.
+    GPT-2 and Llama by formula (checked against the built model in tests); any other architecture is
+    built on the meta device and counted (train/model.py, which needs torch; only for those)."""
+    if m.arch not in ("gpt2", "llama") or m.hf:
+        c = counts(m, vocab_size)  # built on the meta device: torch, for architectures without a formula
+        return c["total"], c["nonembed"]
     d, f, L, V = m.n_embd, mlp_width(m), m.n_layer, vocab_size
     head = 0 if m.tie_word_embeddings else V * d
     if m.arch == "gpt2":

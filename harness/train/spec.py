@@ -35,6 +35,8 @@ def cell_id(cfg: Config, D: int) -> str:
     """Stable id from the resolved config, so reruns of a sweep find the same directories."""
     d = {k: v for k, v in to_dict(cfg).items() if k not in NOT_IDENTITY}
     d["optim"] = {k: v for k, v in d["optim"].items() if k not in OPTIM_NOT_IDENTITY}
+    if not d["model"]["hf"]:  # added after cells were first committed: hashed only when set
+        del d["model"]["hf"]
     d["data"] = {k: v for k, v in d["data"].items() if k not in DATA_NOT_IDENTITY
                  and not (k in DATA_IDENTITY_WHEN_SET and v is None)}
     if cfg.data.source == "prepared":  # a prepared folder is the same data wherever it is mounted

@@ -1,0 +1,59 @@
+"""Any architecture from a YAML file, Mixture-of-Experts included: counted from the built model, trained."""
+import pytest
+import yaml
+
+from harness.config import ModelConfig
+from harness.errors import HarnessError
+from harness.store import records
+from harness.train import accounting, arch, model
+from tests.conftest import CONF, cli
+
+DENSE = "arch: mistral\nn_layer: 2\nn_embd: 32\nn_head: 2\nn_kv_head: 1\n"  # no shipped config uses mistral
+MOE = ("arch: qwen3_moe\nn_layer: 2\nn_embd: 32\nn_head: 2\n"
+       "hf: {num_experts: 8, num_experts_per_tok: 2, moe_intermediate_size: 32, decoder_sparse_step: 1}\n")
+
+
+def _model(text: str, name: str) -> ModelConfig:
+    return ModelConfig(**{**yaml.safe_load(text), "name": name})
+
+
+@pytest.mark.parametrize("path", sorted((CONF / "model").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_config_counts_exactly_as_built(path):
+    m = ModelConfig(**{**yaml.safe_load(path.read_text()), "name": path.stem})
+    c = arch.counts(m, 2048)  # the meta-device count: every tensor once, tied embeddings once
+    assert accounting.param_counts(m, 2048) == (c["total"], c["nonembed"])  # the formulas agree exactly
+    assert c["active_nonembed"] == c["nonembed"]  # dense: every parameter is active
+
+
+def test_a_new_architecture_and_an_moe_count_from_the_built_model():
+    dense, moe = _model(DENSE, "m-dense"), _model(MOE, "m-moe")
+    for m in (dense, moe):
+        built = model.build(m, 2048, seed=0)
+        c = arch.counts(m, 2048)
+        assert c["total"] == model.count_params(built) == accounting.param_counts(m, 2048)[0]
+    c = arch.counts(moe, 2048)
+    assert c["experts"] == 8 and c["top_k"] == 2 and 0 < c["active_nonembed"] < c["nonembed"]
+    expert_params = sum(p.numel() for n, p in model.build(moe, 2048, 0).named_parameters() if ".experts." in n)
+    assert c["nonembed"] - c["active_nonembed"] == round(expert_params * 6 / 8)  # 6 of 8 experts idle per token
+
+
+def test_unknown_architectures_and_fields_are_refused_in_one_line():
+    with pytest.raises(HarnessError, match="model.arch='qwen4' is not a causal-LM model_type.*qwen"):
+        accounting.validate_model(ModelConfig(name="x", arch="qwen4"), 2048)
+    with pytest.raises(HarnessError, match="model.hf.num_expert is not a field of"):
+        arch.hf_config(ModelConfig(name="x", arch="qwen3_moe", hf={"num_expert": 8}), 2048)
+
+
+def test_a_user_folder_plans_and_trains_a_new_architecture_and_an_moe(tmp_path):
+    (tmp_path / "mine" / "model").mkdir(parents=True)
+    (tmp_path / "mine" / "model" / "mistral-20k.yaml").write_text(DENSE)
+    (tmp_path / "mine" / "model" / "qwen3moe-20k.yaml").write_text(MOE)
+    args = ["--config-dir", str(tmp_path / "mine"), "budget.tokens=20000", f"results_dir={tmp_path / 'r'}"]
+    plan = cli("harness-plan", *args, "model=mistral-20k,qwen3moe-20k", cwd=tmp_path)
+    assert plan.returncode == 0 and "mistral-20k" in plan.stdout and "qwen3moe-20k" in plan.stdout, plan.stderr
+    for name in ("mistral-20k", "qwen3moe-20k"):
+        out = cli("harness-train", *args, f"model={name}", cwd=tmp_path)
+        assert out.returncode == 0, out.stderr[-2000:]
+    recs = [records.read(p) for p in (tmp_path / "r" / "single").iterdir()]
+    assert {r["config"]["model"]["arch"] for r in recs} == {"mistral", "qwen3_moe"}
+    assert all(r["status"] == "finished" and r["summary"]["val/loss"] < r["summary"]["val/loss_init"] for r in recs)
