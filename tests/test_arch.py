@@ -57,3 +57,20 @@ def test_a_user_folder_plans_and_trains_a_new_architecture_and_an_moe(tmp_path):
     recs = [records.read(p) for p in (tmp_path / "r" / "single").iterdir()]
     assert {r["config"]["model"]["arch"] for r in recs} == {"mistral", "qwen3_moe"}
     assert all(r["status"] == "finished" and r["summary"]["val/loss"] < r["summary"]["val/loss_init"] for r in recs)
+
+
+def test_an_moe_trains_with_its_router_loss_which_the_fitted_loss_leaves_out():
+    import torch
+
+    from harness.train import fastpath
+
+    net = model.build(_model(MOE, "m-moe"), 2048, seed=0)
+    batch = torch.randint(0, 2048, (2, 33))
+    with torch.no_grad():
+        lm = fastpath.lm_loss(net, batch)  # evaluation: the LM loss alone (what val/loss and a law use)
+    train = fastpath.lm_loss(net, batch)
+    aux = net.router_stats["router/aux_loss"]
+    assert torch.isclose(train.detach(), lm + net.config.router_aux_loss_coef * aux, rtol=1e-5)
+    assert aux > 0 and net.router_stats["router/max_load"].shape == (2,)  # one load figure per MoE layer
+    train.backward()
+    assert all(p.grad is not None for n, p in net.named_parameters() if "mlp.gate" in n)  # the router learns

@@ -106,10 +106,36 @@ def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: t
 
 
 def lm_loss(net: torch.nn.Module, batch: torch.Tensor, chunk_tokens: int = CHUNK_TOKENS) -> torch.Tensor:
-    """Mean next-token cross-entropy of an HF causal LM on batch (B, T+1); equals `train.loss_fn`."""
-    hidden = net.base_model(input_ids=batch[:, :-1]).last_hidden_state  # final norm applied, no head
+    """Mean next-token cross-entropy of an HF causal LM on batch (B, T+1); equals `train.loss_fn`.
+    A Mixture-of-Experts model in training also gets its router's load-balancing loss, at the
+    architecture's own coefficient (as its HF forward adds it), kept on `net.router_stats` for the
+    log; evaluation (no grad) is the LM loss alone, the loss a law is fitted to."""
+    moe = router(net) if torch.is_grad_enabled() else None
+    out = net.base_model(input_ids=batch[:, :-1], **({"output_router_logits": True} if moe else {}))
     head = net.get_output_embeddings().weight
-    return chunked_cross_entropy(hidden.flatten(0, 1), head, batch[:, 1:].flatten(), chunk_tokens)
+    loss = chunked_cross_entropy(out.last_hidden_state.flatten(0, 1), head, batch[:, 1:].flatten(), chunk_tokens)
+    if moe is None:
+        return loss
+    balance, E, k, coef = moe
+    aux = balance(out.router_logits, E, k, None)
+    with torch.no_grad():  # tokens per expert, per layer: max share x E (1 = balanced, E = one expert takes all)
+        load = [torch.bincount(g.topk(k, dim=-1).indices.flatten(), minlength=E).float() for g in out.router_logits]
+        net.router_stats = {"router/aux_loss": aux.detach(),
+                            "router/max_load": torch.stack([c.max() / c.sum() * E for c in load]).detach()}
+    return loss + coef * aux
+
+
+def router(net: torch.nn.Module):
+    """(load-balancing loss function, experts, top-k, coefficient) of a Mixture-of-Experts LM, else None."""
+    import sys
+
+    cfg = net.config
+    E = getattr(cfg, "num_experts", None) or getattr(cfg, "num_local_experts", None)
+    k = getattr(cfg, "num_experts_per_tok", None)
+    balance = getattr(sys.modules[type(net).__module__], "load_balancing_loss_func", None)
+    if not (E and k and balance and hasattr(cfg, "router_aux_loss_coef")):
+        return None
+    return balance, E, k, cfg.router_aux_loss_coef
 
 
 RECOMPILE_LIMIT = 64  # distinct (size, batch shape) graphs per function in one process: a whole sweep's sizes

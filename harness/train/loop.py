@@ -189,6 +189,16 @@ class Session:
         self.opt.zero_grad(set_to_none=True)
         return loss.detach()
 
+    def router_log(self) -> dict:
+        """A Mixture-of-Experts model's last router numbers: its load-balancing loss and, per layer,
+        the busiest expert's share of tokens times the number of experts (a collapsed router shows)."""
+        stats = getattr(self.lm, "router_stats", None)
+        if not stats:
+            return {}
+        out = {"router/aux_loss": float(stats["router/aux_loss"])}
+        out.update({f"router/max_load/layer{i}": float(v) for i, v in enumerate(stats["router/max_load"])})
+        return out
+
     def _sync(self, last: bool):
         """DDP and FSDP all-reduce gradients on the last micro-batch of a step only."""
         if not self.d.on:
@@ -266,7 +276,7 @@ def run_steps(s: Session, first: int, last: int, lr_of: Callable[[int], float],
             check_finite(recent[-1], "training loss", done, of or last)
         if done % s.log_every == 0:  # a checked step: check_every is 1 or log_every
             log({"train/loss": recent[-1], "lr": lr, "tokens": done * s.batch_tokens,
-                 "tokens_per_s": (done - first) * s.batch_tokens / (time.time() - t0)}, done)
+                 "tokens_per_s": (done - first) * s.batch_tokens / (time.time() - t0), **s.router_log()}, done)
         if done in evals:
             log({"val/loss": s.evaluate()}, done)
         if on_step is not None:
