@@ -28,7 +28,8 @@ class FitConfig:
     n_bootstrap: int = 1000  # bootstrap resamples (Besiroglu et al. 2024 used 4000)
     seed: int = 0  # bootstrap seed
     holdout: float = 0.1  # back-test: largest-C runs held out; < 1 a fraction, >= 1 a count
-    n_convention: str = "auto"  # N as total or nonembed params, C to match; auto: nonembed if all runs log it
+    n_convention: str = "auto"  # N as total, nonembed or active (MoE) params, C to match; auto: active for MoE
+    # runs, else nonembed if all runs log it
     budgets: list[float] = field(default_factory=list)  # FLOPs for N*, D*, D/N; [] = auto
     drop_highest: int = 0  # drop the k highest-loss points (Epoch's Chinchilla filter: 5)
     schedule: str = "all"  # fit only runs with this LR schedule: all, cosine or wsd
@@ -120,11 +121,14 @@ def check_out(out: str) -> None:
 
 
 def resolve_convention(runs, requested: str) -> str:
-    """n_convention=auto: nonembed when every finished run carries N_nonembed (the harness's own
-    runs log it; Kaplan et al. 2020 fit that N), else total (a plain N, D, loss table)."""
+    """n_convention=auto: active when a finished run is a Mixture-of-Experts (fewer active than
+    non-embedding parameters); nonembed when every finished run carries N_nonembed (the harness's own
+    runs log it; Kaplan et al. 2020 fit that N); else total (a plain N, D, loss table)."""
     if requested != "auto":
         return requested  # fit_table checks it
     done = runs[runs["status"] == "finished"]
+    if len(done) and (done["N_active"] < done["N_nonembed"]).any():
+        return "active"
     return "nonembed" if len(done) and (done["N_nonembed"] > 0).all() else "total"
 
 
@@ -166,8 +170,9 @@ def run(cfg: FitConfig) -> dict:
     results["provenance"] = {
         "runs": cfg.runs, "input_runs": table["run_id"].tolist(), "excluded": excluded,
         "git_revision": document.git_revision(Path(__file__).resolve().parent),
-        "conventions": {"N": convention, "C": "6*N*D" if convention == "total"
-                        else "6*N_nonembed*D (Kaplan)", "loss": f"final val/loss (mapped: col_loss={cfg.col_loss})",
+        "conventions": {"N": convention, "C": {"total": "6*N*D", "nonembed": "6*N_nonembed*D (Kaplan)",
+                                               "active": "6*N_active*D (active non-embedding, MoE)"}[convention],
+                        "loss": f"final val/loss (mapped: col_loss={cfg.col_loss})",
                         "seeds": "repeated seeds of one cell averaged"},
         "settings": {k: v for k, v in asdict(cfg).items()}, "command": command_line(cfg),
         "train_commands": sorted({c for c, st in zip(runs["command"], runs["status"])

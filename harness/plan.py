@@ -73,9 +73,11 @@ def _status(s: spec.Spec) -> str:
     return rec["status"] if rec else "todo"
 
 
-def speed_model(results_dir: Path, device: str) -> tuple[tuple[float, float] | None, str]:
+def speed_model(results_dir: Path, device: str, moe: bool = False) -> tuple[tuple[float, float] | None, str]:
     """(seconds per token, FLOP/s) fitted to finished runs under results_dir on the same kind of
-    device ("cpu" or "cuda"), else the CPU default; None where there is no such data."""
+    device ("cpu" or "cuda") and of the same kind of model (Mixture-of-Experts or dense: routing and
+    idle experts make an MoE's time per active FLOP its own), else the CPU default for dense models;
+    None where there is no such data."""
     import numpy as np
 
     rows = []
@@ -83,16 +85,24 @@ def speed_model(results_dir: Path, device: str) -> tuple[tuple[float, float] | N
         s = rec["summary"]
         kind = str((rec.get("env") or {}).get("device", "cpu")).split(":")[0]
         numbers = [s.get(k) for k in ("D", "C_attn", "train_s")]
-        if rec["status"] == "finished" and kind == device and all(_positive(x) for x in numbers):
+        if (rec["status"] == "finished" and kind == device and all(_positive(x) for x in numbers)
+                and is_moe(s) == moe):
             rows.append(tuple(numbers))
     if len(rows) >= 4:
         X = np.array([[d, c] for d, c, _ in rows], float)
         coef, *_ = np.linalg.lstsq(X, np.array([t for *_, t in rows]), rcond=None)
         if (coef > 0).all():
             return (coef[0], 1 / coef[1]), f"speed fitted to {len(rows)} finished {device} runs in {results_dir}"
-    if device in DEFAULT_SPEED:
+    what = f"{'MoE' if moe else 'dense'} {device}"
+    if device in DEFAULT_SPEED and not moe:
         return DEFAULT_SPEED[device], "default speed, fitted to this harness's runs on 2 CPU cores"
-    return None, f"no finished {device} runs under {results_dir} to estimate speed from"
+    return None, f"no finished {what} runs under {results_dir} to estimate speed from"
+
+
+def is_moe(values: dict) -> bool:
+    """A Mixture-of-Experts cell or run: fewer active than non-embedding parameters."""
+    a, n = values.get("N_active"), values.get("N_nonembed")
+    return _positive(a) and _positive(n) and a < n
 
 
 def _positive(x) -> bool:
@@ -171,7 +181,7 @@ def add_unique_tokens(rows: list[Row]) -> None:
         r.values["unique"] = known[key]
 
 
-def table(rows: list[Row], speed: tuple[float, float] | None) -> list[str]:
+def table(rows: list[Row], speeds: dict) -> list[str]:
     lines = [f"{'cell':44s} {'N':>10s} {'N_nonemb':>10s} {'D':>11s} {'C(6N)':>9s} {'D/N':>7s} "
              f"{'epochs':>6s} {'est':>7s}  status"]
     for r in rows:
@@ -180,7 +190,7 @@ def table(rows: list[Row], speed: tuple[float, float] | None) -> list[str]:
             continue
         v = r.values
         ep = f"{v['D'] / v['unique']:6.2f}" if v.get("unique") else "     ?"
-        sec = seconds(v, speed)
+        sec = seconds(v, speeds[is_moe(v)][0])
         est = f"{sec:6.0f}s" if math.isfinite(sec) else "      ?"
         lines.append(f"{r.cell:44s} {v['N']:>10,d} {v['N_nonembed']:>10,d} {v['D']:>11,d} {v['C']:9.2e} "
                      f"{v['D'] / v['N']:7.1f} {ep} {est}  {v['status']}")
@@ -194,12 +204,16 @@ def main(argv: list[str], config_dir: str | None = None) -> dict:
     add_unique_tokens(rows)
     device = "cuda" if ok and ok[0].cfg.device.startswith("cuda") else "cpu"
     # no valid cell, no results_dir to learn the speed from (and nothing to time)
-    speed, source = speed_model(Path(ok[0].cfg.results_dir), device) if ok else (None, "no valid cells")
-    print("\n".join(table(rows, speed)))
+    where = Path(ok[0].cfg.results_dir) if ok else None
+    speeds = {moe: speed_model(where, device, moe) if where else (None, "no valid cells") for moe in (False, True)}
+    print("\n".join(table(rows, speeds)))
     todo = [r for r in ok if r.values["status"] not in records.DONE]
     total_c = sum(r.values["C"] for r in ok)
-    secs = sum(seconds(r.values, speed) for r in todo)
-    eta = f"estimated {secs / 60:.1f} min to run" if speed else "time unknown"
+    secs = sum(seconds(r.values, speeds[is_moe(r.values)][0]) for r in todo)
+    kinds = {is_moe(r.values) for r in ok}
+    known = all(speeds[k][0] is not None for k in kinds)
+    eta = f"estimated {secs / 60:.1f} min to run" if known and math.isfinite(secs) else "time unknown"
+    source = "; ".join(speeds[k][1] for k in sorted(kinds)) or speeds[False][1]
     uniques = sorted({r.values["unique"] for r in ok if r.values.get("unique")})
     print(f"\n{len(rows)} cells ({len(todo)} to run), total C={total_c:.3g} FLOPs (6N), {eta} ({source}); "
           f"unique training tokens: {', '.join(f'{u:,}' for u in uniques) or 'unknown'}")

@@ -216,7 +216,7 @@ def predict_table(table, held: list, n_bootstrap: int, convention: str, group_by
     from harness.fit import prediction
     from harness.fit.analysis import analyse
 
-    n_key = "N_nonembed" if convention == "nonembed" else "N"
+    n_key = {"nonembed": "N_nonembed", "active": "N_active"}.get(convention, "N")
 
     def one(sub, rows) -> dict:
         results, fits = analyse(sub, n_bootstrap=n_bootstrap)

@@ -22,7 +22,10 @@ def test_every_shipped_config_counts_exactly_as_built(path):
     m = ModelConfig(**{**yaml.safe_load(path.read_text()), "name": path.stem})
     c = arch.counts(m, 2048)  # the meta-device count: every tensor once, tied embeddings once
     assert accounting.param_counts(m, 2048) == (c["total"], c["nonembed"])  # the formulas agree exactly
-    assert c["active_nonembed"] == c["nonembed"]  # dense: every parameter is active
+    if c["experts"]:  # an MoE: 2 of 8 experts per token
+        assert c["top_k"] == 2 and c["experts"] >= 8 and c["active_nonembed"] < c["nonembed"]
+    else:
+        assert c["active_nonembed"] == c["nonembed"]  # dense: every parameter is active
 
 
 def test_a_new_architecture_and_an_moe_count_from_the_built_model():
@@ -74,3 +77,41 @@ def test_an_moe_trains_with_its_router_loss_which_the_fitted_loss_leaves_out():
     assert aux > 0 and net.router_stats["router/max_load"].shape == (2,)  # one load figure per MoE layer
     train.backward()
     assert all(p.grad is not None for n, p in net.named_parameters() if "mlp.gate" in n)  # the router learns
+
+
+def test_an_moe_costs_its_active_parameters_and_the_fitter_uses_them():
+    import pandas as pd
+
+    from harness.cli_fit import resolve_convention
+    from harness.fit.collect import fit_table
+    from harness.train import spec
+    from tests.conftest import make_config
+
+    dense = spec.resolve(make_config("model=gpt2-5k", "budget.tokens=20000"))
+    assert dense.N_active == dense.N_nonembed and dense.flat()["N_active"] == dense.N_nonembed
+    m = _model(MOE, "m-moe")
+    active_total, active = accounting.active_counts(m, 2048)
+    c = arch.counts(m, 2048)
+    assert active == c["active_nonembed"] < c["nonembed"] and active_total < c["total"]
+    assert accounting.flops_per_token(m, 2048)["kaplan"] == 6 * active  # cost per token: what a token uses
+    runs = pd.DataFrame([{"run_id": f"r{i}", "cell_id": f"c{i}", "cell_key": f"k{i}", "status": "finished",
+                          "error": None, "N_total": 2e5, "N_nonembed": 1e5, "N_active": 4e4, "D": d, "C": 6 * 2e5 * d,
+                          "C_kaplan": 6 * 4e4 * d, "loss": 4.0, "epochs": 1.0, "U": None, "seed": 0,
+                          "schedule": "cosine", "model": "m", "arch": "qwen3_moe", "source": ""}
+                         for i, d in enumerate((1e6, 2e6, 4e6))])
+    assert resolve_convention(runs, "auto") == "active"
+    table, _ = fit_table(runs, "active")
+    assert set(table["N"]) == {4e4} and list(table["C"]) == list(runs["C_kaplan"])
+
+
+def test_the_shipped_moe_ladder_trains_and_is_planned_from_moe_runs_only(tmp_path):
+    out = cli("harness-plan", "model=moe-7k,llama-5k", "budget.tokens=20000", f"results_dir={tmp_path}", cwd=tmp_path)
+    assert out.returncode == 0 and "no finished MoE cpu runs" in out.stdout and "time unknown" in out.stdout
+    row = next(ln for ln in out.stdout.splitlines() if ln.startswith("moe-7k"))
+    assert "      ?" in row  # no MoE run to time it by: not the dense models' speed
+    train = cli("harness-train", "model=moe-7k", "budget.tokens=20000", f"results_dir={tmp_path}", cwd=tmp_path)
+    assert train.returncode == 0, train.stderr[-2000:]
+    (rec,) = [records.read(p) for p in (tmp_path / "single").iterdir()]
+    s = rec["summary"]
+    assert rec["status"] == "finished" and s["N_active"] < s["N_nonembed"]
+    assert s["C_kaplan"] == 6 * s["N_active"] * s["D"]  # cost from the active parameters

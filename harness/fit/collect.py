@@ -17,7 +17,7 @@ from harness.fit import mapping
 from harness.store import records
 from harness.store.wandb_log import exit_status, is_complete, read_wandb_log
 
-RUN_COLUMNS = ["run_id", "cell_id", "cell_key", "sweep", "status", "error", "N_total", "N_nonembed", "D",
+RUN_COLUMNS = ["run_id", "cell_id", "cell_key", "sweep", "status", "error", "N_total", "N_nonembed", "N_active", "D",
                "C", "C_kaplan", "loss", "epochs", "U", "seed", "schedule", "model", "arch", "command", "env",
                "source"]
 # Summary keys cross-checked between summary.json and the wandb log.
@@ -38,7 +38,8 @@ def _record(summary: dict, *, run_id, status, error=None, cell_id=None, sweep=No
     C_k = num("C_kaplan") if np.isfinite(num("C_kaplan")) else 6 * N_ne * D
     return {"run_id": str(run_id), "cell_id": s.get("cell_id", cell_id), "cell_key": s.get("cell_key"),
             "sweep": s.get("sweep", sweep), "status": status, "error": error,
-            "N_total": N, "N_nonembed": N_ne, "D": D, "C": C, "C_kaplan": C_k,
+            "N_total": N, "N_nonembed": N_ne, "N_active": num("N_active") if "N_active" in s else N_ne, "D": D,
+            "C": C, "C_kaplan": C_k,
             "loss": num("val/loss"), "epochs": num("epochs"), "U": num("unique_train_tokens"),
             "seed": s.get("seed"), "schedule": s.get("schedule"), "model": s.get("model"),
             "arch": s.get("arch"), "command": command,
@@ -234,9 +235,11 @@ def fit_table(runs: pd.DataFrame, n_convention="total", drop_highest=0, schedule
     per row (runs of different groups are never averaged together)."""
     if group_by and group_by not in runs.columns:
         raise HarnessError(f"group_by={group_by!r} is not a run column (columns: {', '.join(runs.columns)})")
-    if n_convention not in ("total", "nonembed"):
-        raise HarnessError(f"n_convention must be total or nonembed, got {n_convention!r}")
-    n_col, c_col = ("N_total", "C") if n_convention == "total" else ("N_nonembed", "C_kaplan")
+    if n_convention not in ("total", "nonembed", "active"):
+        raise HarnessError(f"n_convention must be total, nonembed or active, got {n_convention!r}")
+    # active: an MoE's active non-embedding parameters, whose 6 N D is the logged C_kaplan (compute per token)
+    n_col, c_col = {"total": ("N_total", "C"), "nonembed": ("N_nonembed", "C_kaplan"),
+                    "active": ("N_active", "C_kaplan")}[n_convention]
     if len(runs) and runs[n_col].isna().all():
         raise HarnessError(_no_n_message(runs, n_convention, n_col))
     if schedule != "all":

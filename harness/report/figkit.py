@@ -22,7 +22,7 @@ MARKERS = "o^sDvP*X"
 LINESTYLES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 2)))
 GROUP_TOL_DEX = 0.01  # runs whose D (or N) differ by < ~2 % (rounding to whole steps) are one group
 DODGE_PT = 6.0  # points between series that share an x: wider than a marker (s=14 pt^2 is ~4 pt across)
-_PARAMS = {"nonembed": "non-embedding", "total": "total"}
+_PARAMS = {"nonembed": "non-embedding", "total": "total", "active": "active non-embedding"}
 
 
 def fmt(v: float) -> str:

@@ -69,8 +69,19 @@ def param_counts(m: ModelConfig, vocab_size: int) -> tuple[int, int]:
     return embed + body + head, body
 
 
+def active_counts(m: ModelConfig, vocab_size: int) -> tuple[int, int]:
+    """(N active, N active non-embedding): the parameters one token uses. A Mixture-of-Experts layer's
+    experts count at top-k/E (arch.counts); for a dense model these are param_counts."""
+    if m.arch in ("gpt2", "llama") and not m.hf:
+        return param_counts(m, vocab_size)
+    c = counts(m, vocab_size)
+    return c["total"] - (c["nonembed"] - c["active_nonembed"]), c["active_nonembed"]
+
+
 def flops_per_token(m: ModelConfig, vocab_size: int) -> dict:
-    n, n_ne = param_counts(m, vocab_size)
+    """Training FLOPs per token under each convention, from the active parameters (for a dense model,
+    all of them): an MoE's cost per token is set by what a token uses, its capacity by the total."""
+    n, n_ne = active_counts(m, vocab_size)
     attn = 6 * m.n_layer * m.n_positions * m.n_embd
     return {"6N": 6 * n, "6N_attn": 6 * n + attn, "kaplan": 6 * n_ne}
 

@@ -57,6 +57,7 @@ class Spec:
     directory: Path  # results_dir/<sweep>/<cell_id>
     N: int  # total trainable parameters
     N_nonembed: int  # Kaplan's non-embedding parameters
+    N_active: int  # active non-embedding parameters per token (an MoE's experts at top-k/E); N_nonembed if dense
     flops_per_token: dict  # {convention: training FLOPs per token}
     batch_tokens: int  # tokens per optimizer step
     steps: int  # optimizer steps
@@ -87,7 +88,7 @@ class Spec:
         """The numbers logged with the run (and read by the fitter)."""
         c = self.C
         out = {"cell_id": self.cell_id, "cell_key": self.cell_key, "N": self.N,
-               "N_nonembed": self.N_nonembed, "D": self.D, "steps": self.steps,
+               "N_nonembed": self.N_nonembed, "N_active": self.N_active, "D": self.D, "steps": self.steps,
                "batch_tokens": self.batch_tokens, "tokens_per_param": self.D / self.N,
                "C": c["6N"], "C_attn": c["6N_attn"], "C_kaplan": c["kaplan"], "lr": self.lr,
                "warmup_tokens": self.warmup_tokens, "schedule": self.schedule}
@@ -114,7 +115,8 @@ def resolve(cfg: Config) -> Spec:
     accounting.check_vocab(V)
     n, n_ne = accounting.param_counts(m, V)
     requested = accounting.budget_tokens(cfg.budget, m, V)
-    compute = hparams.deepseek_compute(n_ne, m.n_layer, m.n_positions, m.n_embd, requested)
+    n_active = accounting.active_counts(m, V)[1]  # an MoE's per-token size sets its rules; dense: n_ne
+    compute = hparams.deepseek_compute(n_active, m.n_layer, m.n_positions, m.n_embd, requested)
     bt = cfg.optim.batch_tokens or hparams.batch_tokens(compute, m.n_positions)
     if bt % m.n_positions:
         raise HarnessError(f"optim.batch_tokens={bt} is not a whole number of sequences of "
@@ -135,6 +137,7 @@ def resolve(cfg: Config) -> Spec:
     cid = cell_id(cfg, D)
     spec = Spec(cell_id=cid, cell_key=seedless_key(cfg, D),
                 directory=Path(cfg.results_dir) / cfg.sweep.name / cid, N=n, N_nonembed=n_ne,
+                N_active=n_active,
                 flops_per_token=accounting.flops_per_token(m, V), batch_tokens=bt, steps=steps, D=D,
                 lr=cfg.optim.lr if cfg.optim.lr is not None else hparams.learning_rate(compute),
                 warmup_tokens=warmup if warmup is not None else hparams.warmup_tokens(
