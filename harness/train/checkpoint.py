@@ -12,6 +12,7 @@ error, and the same command (or the requeued job) resumes it.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -58,16 +59,16 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+@contextlib.contextmanager
 def _quiet():
-    ctx = warnings.catch_warnings()
-    ctx.__enter__()
-    warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-    return ctx
+    """DCP warns that it saves in one process when no process group exists; that is the intent here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        yield
 
 
 def save(directory: Path, net, opt, extra: dict, main: bool = True) -> None:
     """Every process writes its shard; the main one writes extra.pt and swaps the folder in."""
-    import torch.distributed as dist
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict
 
@@ -76,11 +77,8 @@ def save(directory: Path, net, opt, extra: dict, main: bool = True) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     _barrier()
     model_sd, optim_sd = get_state_dict(net, opt)
-    ctx = _quiet()
-    try:
+    with _quiet():
         dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp))
-    finally:
-        ctx.__exit__(None, None, None)
     if main:
         torch.save(extra, tmp / "extra.pt")
         old = directory / ".checkpoint.old"
@@ -89,8 +87,7 @@ def save(directory: Path, net, opt, extra: dict, main: bool = True) -> None:
             os.replace(final, old)
         os.replace(tmp, final)
         shutil.rmtree(old, ignore_errors=True)
-    if dist.is_initialized():
-        dist.barrier()
+    _barrier()
 
 
 def _barrier() -> None:
@@ -122,14 +119,12 @@ def load(directory: Path, spec, net, opt) -> dict | None:
             f"{k} {a} there, {b} now" for k, (a, b) in diff.items()) + "; move it away to train the cell from scratch")
     model_sd, optim_sd = get_state_dict(net, opt)
     state = {"model": model_sd, "optim": optim_sd}
-    ctx = _quiet()
     try:
-        dcp.load(state, checkpoint_id=str(path))
+        with _quiet():
+            dcp.load(state, checkpoint_id=str(path))
     except Exception as e:  # noqa: BLE001
         print(f"{path} is unreadable ({type(e).__name__}: {e}); starting the cell from scratch")
         return None
-    finally:
-        ctx.__exit__(None, None, None)
     set_state_dict(net, opt, model_state_dict=state["model"], optim_state_dict=state["optim"])
     return extra
 

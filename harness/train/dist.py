@@ -100,10 +100,6 @@ def wrap(net: torch.nn.Module, d: Dist, device: torch.device) -> torch.nn.Module
     return net
 
 
-def unwrapped(net: torch.nn.Module) -> torch.nn.Module:
-    return net.module if hasattr(net, "module") and not hasattr(net, "config") else net
-
-
 def sum_(values: list[float], d: Dist, device: torch.device) -> list[float]:
     """Elementwise sum over processes (float64 on the wire)."""
     if not d.on:
