@@ -45,6 +45,7 @@ class FitConfig:
     E: Optional[float] = None  # fix the floor E of chinchilla/datacon (e.g. E=1.9); null: fitted
     tie: bool = False  # tie the exponents, beta = alpha (chinchilla/datacon)
     group_by: str = ""  # fit each group of this run column separately and test the difference (e.g. arch)
+    group_ref: str = ""  # with group_by: the group the others are compared with, e.g. gpt2 ("" = the first)
     compare: str = ""  # a reference study (its run records and fit.json, e.g. results/tiny): did this reproduce it?
     prediction: str = ""  # a pre-registered prediction to score; "": runs/prediction.json where it exists
     predict: str = ""  # CSV of models to ask the law about (columns N, D, optional name): out/predictions.json
@@ -91,6 +92,8 @@ def parse_args(argv: list[str]) -> FitConfig:
         msg = str(exc).splitlines()[0]
         raise HarnessError(f"{key}: {msg}" if key else msg) from None
     validate.check(out, validate.FIT)
+    if out.group_ref and not out.group_by:
+        raise HarnessError(f"group_ref={out.group_ref} needs group_by= (the run column whose groups it names)")
     return out
 
 
@@ -165,7 +168,7 @@ def run(cfg: FitConfig) -> dict:
 
         head = fits[results["model_choice"]["headline"]].form
         results["groups"] = groups.compare(table, cfg.group_by, head, cfg.n_bootstrap, cfg.seed,
-                                           tol_dex=cfg.budget_tol_dex)
+                                           tol_dex=cfg.budget_tol_dex, ref=cfg.group_ref)
     results["warnings"] = warnings + results["warnings"]
     results["provenance"] = {
         "runs": cfg.runs, "input_runs": table["run_id"].tolist(), "excluded": excluded,

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from harness.cli_fit import fit_main
+from harness.errors import HarnessError
 from harness.fit.collect import collect, fit_table
 from harness.fit.law import predict
 from harness.store import records
@@ -203,6 +204,14 @@ def test_every_excluded_run_is_named_with_its_reason_on_one_line(tmp_path, capsy
     assert any(record["run_id"] in ln and "status running" in ln for ln in excluded)
     assert any("abc" in ln and "no exit record" in ln for ln in excluded)
     assert json.loads((tmp_path / "out" / "fit.json").read_text())["n_points"] == n_cells - 1
+
+
+def test_group_ref_needs_group_by():
+    from harness.cli_fit import parse_args
+
+    with pytest.raises(HarnessError, match="group_ref=gpt2 needs group_by="):
+        parse_args(["runs=x", "out=y", "group_ref=gpt2"])
+    assert parse_args(["runs=x", "out=y", "group_ref=gpt2", "group_by=arch"]).group_ref == "gpt2"
 
 
 def test_the_printed_command_parses_back_to_the_same_options():

@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from harness.errors import HarnessError
 from harness.fit import forms, groups
 from harness.fit.analysis import analyse
 from harness.fit.law import _columns, bootstrap_form, fit_form, prediction_interval
@@ -149,6 +150,40 @@ def test_groups_differ_when_their_laws_do_and_not_otherwise():
     d = same["differences"]["gpt2 - llama"]["alpha"]
     assert d["ci95"][0] < 0 < d["ci95"][1] and d["p_value"] > 0.05
     assert set(same["laws"]) == {"gpt2", "llama"} and "loss_opt_at_C_ref" in same["differences"]["gpt2 - llama"]
+
+
+def _scaled_groups(k, noise, form=forms.CHINCHILLA, p=CHIN):
+    """Group "b" is group "a" with every parameter and every token worth k of a's: L_b(N, D) = L_a(kN, kD),
+    so L*_b(C) = L*_a(k^2 C) (C = 6ND) and b's compute multiplier against a is k^2 at every C."""
+    parts = []
+    for g, scale in (("a", 1.0), ("b", k)):
+        X, L = grid(p=p, form=form, noise=noise, seed=len(parts), n=6)
+        L = law(form, p, _columns(X["N"] * scale, X["D"] * scale)) * L / law(form, p, X)  # a's noise, b's law
+        parts.append(pd.DataFrame({"N": X["N"], "D": X["D"], "C": 6 * X["N"] * X["D"], "loss": L, "arch": g}))
+    return pd.concat(parts, ignore_index=True)
+
+
+@pytest.mark.parametrize("form", [forms.CHINCHILLA, forms.KAPLAN])
+def test_compute_multiplier_recovers_a_known_factor(form):
+    k = 1.6
+    p = CHIN if form is forms.CHINCHILLA else KAP
+    exact = groups.compare(_scaled_groups(k, 0.0, form, p), "arch", form, 0)["multipliers"]["b"]
+    for at in ("at_C_ref", "at_10_C_ref"):
+        assert exact[at]["multiplier"] == pytest.approx(k ** 2, rel=0.01)
+    noisy = groups.compare(_scaled_groups(k, 0.004, form, p), "arch", form, 200)
+    for at in ("at_C_ref", "at_10_C_ref"):
+        m = noisy["multipliers"]["b"][at]
+        assert m["ci95"][0] < k ** 2 < m["ci95"][1] and m["ci95"][0] > 1, m
+    flipped = groups.compare(_scaled_groups(k, 0.0, form, p), "arch", form, 0, ref="b")
+    assert flipped["ref"] == "b" and list(flipped["laws"]) == ["b", "a"]
+    assert flipped["multipliers"]["a"]["at_C_ref"]["multiplier"] == pytest.approx(k ** -2, rel=0.01)
+
+
+def test_compute_multiplier_of_one_law_holds_one_and_an_unknown_reference_is_named():
+    same = groups.compare(_scaled_groups(1.0, 0.004), "arch", forms.CHINCHILLA, 200)["multipliers"]["b"]
+    assert same["at_C_ref"]["ci95"][0] < 1 < same["at_C_ref"]["ci95"][1]
+    with pytest.raises(HarnessError, match="group_ref=gpt3: no such arch among the runs \\(a, b\\)"):
+        groups.compare(_scaled_groups(1.0, 0.0), "arch", forms.CHINCHILLA, 0, ref="gpt3")
 
 
 def test_numeric_allocation_agrees_with_chinchillas_closed_form():

@@ -2,8 +2,11 @@
 
 This answers "is architecture X a better scaling lever?": each group gets its own law and
 bootstrap; the groups are resampled independently, so sample-wise differences of their bootstrap
-draws give the difference's distribution. Compared: every exponent of the form, and the
-compute-optimal loss at a reference compute (the largest C the groups share). numpy only, no I/O.
+draws give the difference's distribution. Compared, each group against the reference group (`ref`,
+default the first): every exponent of the form, the compute-optimal loss at a reference compute
+C_ref (the largest C the groups share), and the compute multiplier: the factor of compute at which
+the reference's law reaches the group's compute-optimal loss, at C_ref and projected to 10 C_ref
+(> 1: the group gets there with less compute). numpy only, no I/O.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from harness.fit.analysis import isoflop_section
 from harness.fit.law import bootstrap_form, fit_form
 
 EXPONENTS = ("alpha", "beta", "alpha_N", "alpha_D")
+SPAN_DEX = 2.0  # multipliers are searched within 10^-2..10^2; one beyond is reported at the bound (censored)
 
 
 def difference(a: np.ndarray, b: np.ndarray) -> dict:
@@ -32,19 +36,58 @@ def difference(a: np.ndarray, b: np.ndarray) -> dict:
             "n": int(len(d))}
 
 
-def compare(table: pd.DataFrame, column: str, form: forms.Form, n_bootstrap=1000, seed=0, tol_dex=0.02) -> dict:
-    """Fit `form` to each group of `table[column]`; the laws and their differences (first group
-    minus each other one)."""
+def equivalent_compute(fit, z: np.ndarray, target: np.ndarray, c0: float, step=0.05) -> np.ndarray:
+    """Per row of z, the compute at which the law's compute-optimal loss falls to target[row], as a
+    multiple of c0: a grid of `step` dex over +-SPAN_DEX, interpolated linearly in log C (L* falls
+    monotonically with C). NaN where the row has no optimum; at a bound where it lies beyond."""
+    logm = np.arange(-SPAN_DEX, SPAN_DEX + step / 2, step)
+    lopt = allocation(fit, z, c0 * 10 ** logm)["loss_opt"]
+    out = np.full(len(z), np.nan)
+    for i, (row, t) in enumerate(zip(lopt, np.broadcast_to(target, len(z)))):
+        if not (np.all(np.isfinite(row)) and np.isfinite(t)):
+            continue
+        if t >= row[0] or t <= row[-1]:
+            out[i] = logm[0] if t >= row[0] else logm[-1]
+            continue
+        j = int(np.argmax(row <= t))
+        out[i] = logm[j - 1] + step * (row[j - 1] - t) / (row[j - 1] - row[j])
+    return 10 ** out
+
+
+def multiplier(ref: tuple, other: tuple, c0: float) -> dict:
+    """The compute multiplier of `other` against `ref` at c0: M with L*_ref(M c0) = L*_other(c0), from
+    each group's (fit, bootstrap rows); the interval pairs independent draws, as `difference` does."""
+    point = equivalent_compute(ref[0], ref[0].z[None], allocation(other[0], other[0].z[None], [c0])["loss_opt"][:, 0],
+                               c0)[0]
+    n = min(len(ref[1]), len(other[1]))
+    draws = equivalent_compute(ref[0], ref[1][:n], allocation(other[0], other[1][:n], [c0])["loss_opt"][:, 0], c0)
+    draws = draws[np.isfinite(draws)]
+    out = {"C": float(c0), "multiplier": float(point), "n": int(len(draws))}
+    if len(draws) >= 2:
+        out["ci95"] = [float(v) for v in np.percentile(draws, [2.5, 97.5])]
+        out["censored"] = float(np.mean(np.abs(np.log10(draws)) >= SPAN_DEX - 1e-9))  # draws at a search bound
+    return out
+
+
+def compare(table: pd.DataFrame, column: str, form: forms.Form, n_bootstrap=1000, seed=0, tol_dex=0.02,
+            ref: str = "") -> dict:
+    """Fit `form` to each group of `table[column]`; the laws, their differences (the reference group
+    minus each other one) and each group's compute multiplier against the reference."""
     names = [g for g in pd.unique(table[column]) if isinstance(g, str) or np.isfinite(g)]
     if len(names) < 2:
         raise HarnessError(f"group_by={column}: the runs hold {len(names)} group(s) {names}; need >= 2")
+    if ref:
+        if ref not in map(str, names):
+            raise HarnessError(f"group_ref={ref}: no such {column} among the runs ({', '.join(map(str, names))})")
+        names = sorted(names, key=lambda g: str(g) != ref)  # the reference first, the others in their order
     c_ref = float(min(table.loc[table[column] == g, "C"].max() for g in names))
-    laws, draws = {}, {}
+    laws, draws, fits = {}, {}, {}
     for g in names:
         part = table[table[column] == g]
         X, L = forms.data(form, part), part["loss"].to_numpy(float)
         fit = bootstrap_form(fit_form(form, X, L), X, L, n_bootstrap, seed)
         z = fit.z_samples if fit.z_samples is not None and len(fit.z_samples) else fit.z[None]
+        fits[g] = (fit, z)
         ref = allocation(fit, z, [c_ref])["loss_opt"][:, 0]
         draws[g] = {**{k: fit.samples[:, j] for j, k in enumerate(form.params) if k in EXPONENTS},
                     "loss_opt_at_C_ref": ref}
@@ -56,7 +99,10 @@ def compare(table: pd.DataFrame, column: str, form: forms.Form, n_bootstrap=1000
     first = names[0]
     diffs = {f"{first} - {g}": {k: difference(draws[first][k], draws[g][k]) for k in draws[first]}
              for g in names[1:]}
-    return {"column": column, "form": form.label, "C_ref": c_ref, "laws": laws, "differences": diffs,
+    mult = {str(g): {"at_C_ref": multiplier(fits[first], fits[g], c_ref),
+                     "at_10_C_ref": multiplier(fits[first], fits[g], 10 * c_ref)} for g in names[1:]}
+    return {"column": column, "form": form.label, "C_ref": c_ref, "ref": str(first), "laws": laws,
+            "differences": diffs, "multipliers": mult,
             "test": "independent bootstrap of each group; p-value = 2 min(P(d <= 0), P(d >= 0))"}
 
 

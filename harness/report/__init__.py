@@ -2,6 +2,8 @@
 
   document  fit.json (the contract other tools read) and report.md
   horizon   report.md's sections on how far the law holds
+  groups    report.md's section on groups side by side: laws, compute multipliers, differences
+  fmt       numbers as report.md writes them
   plots     one function per figure (matplotlib Agg), each returning its Figure
   figkit    what the figures share: axis names with the fit's conventions, form styles, dodging
   compare   did a rerun reproduce a reference study?

@@ -10,6 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from harness.fit.law import PARAMS
+from harness.report.fmt import ci as _ci
+from harness.report.fmt import g as _g
+from harness.report.fmt import pct as _pct
+from harness.report.groups import groups_md
 from harness.report.horizon import horizon_md
 
 
@@ -48,18 +52,6 @@ def write_json(results: dict, path: Path) -> None:
     path.write_text(json.dumps(jsonable(results), indent=2) + "\n")
 
 
-def _g(x, fmt=".4g"):
-    if isinstance(x, float) and math.isinf(x):
-        return "∞" if x > 0 else "−∞"  # an unbounded bootstrap interval
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
-
-
-def _ci(ci, k):
-    if k in ci and ci[k] is None:
-        return "not identified"
-    return f"[{_g(ci[k][0])}, {_g(ci[k][1])}]" if k in ci else "–"
-
-
 FORMULAS = {"chinchilla": "L = E + A/N^alpha + B/D^beta",
             "kaplan": "L = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D",
             "datacon": "L = E + A/N^alpha + B/D'^beta, D' = U + U R_D (1 - exp(-(D/U - 1)/R_D))"}
@@ -86,10 +78,6 @@ def _forms_md(results: dict) -> list[str]:
     for label, why in results.get("forms_skipped", {}).items():
         lines.append(f"- {label} not fitted: {why}")
     return lines + [""]
-
-
-def _pct(x):
-    return "–" if x is None else f"{x:.2%}"
 
 
 def _headline_md(sec: dict, label: str) -> list[str]:
@@ -218,31 +206,6 @@ def _seed_noise_md(sn: dict | None) -> list[str]:
             f"fit's residual rms {sn['fit_residual_rms']:.2%} (log loss).", ""]
 
 
-def _groups_md(gr: dict | None) -> list[str]:
-    if not gr:
-        return []
-    names = list(next(iter(gr["laws"].values()))["params"])
-    lines = [f"## Groups side by side: {gr['column']} ({gr['form']})", "",
-             "| group | runs | " + " | ".join(names) + f" | L* at C={_g(gr['C_ref'], '.3g')} |",
-             "|---|---|" + "---|" * (len(names) + 1)]
-    for g, law in gr["laws"].items():
-        vals = " | ".join(f"{_g(v)} {_ci(law['ci95'], k)}" for k, v in law["params"].items())
-        lines.append(f"| {g} | {law['n_points']} | {vals} | {_g(law['loss_opt_at_C_ref'])} |")
-    iso_g = {g: law["isoflop"] for g, law in gr["laws"].items() if law.get("isoflop")}
-    if iso_g:
-        each = [f"{g}: a = {_g(v['a'])} {_ci({'a': v['ci95']} if v.get('ci95') else {}, 'a')} over "
-                f"{v['n_budgets']} budgets" for g, v in iso_g.items()]
-        lines += ["", "Approach 2 within each group (wild-bootstrap 95 % CI): " + "; ".join(each) + "."]
-    lines += ["", f"Differences ({gr['test']}):", "", "| difference | quantity | median | 95 % CI | p |",
-              "|---|---|---|---|---|"]
-    for name, diff in gr["differences"].items():
-        for k, d in diff.items():
-            if "ci95" in d:
-                lines.append(f"| {name} | {k} | {_g(d['median'])} | [{_g(d['ci95'][0])}, {_g(d['ci95'][1])}] | "
-                             f"{_g(d['p_value'], '.3f')} |")
-    return lines + [""]
-
-
 def _repetition_md(rep: dict | None) -> list[str]:
     if not rep:
         return []
@@ -290,7 +253,7 @@ def write_markdown(results: dict, figures: list[str], command: str, path: Path) 
     lines += _prediction_md(results.get("prediction_score"))
     lines += _seed_noise_md(results.get("seed_noise"))
     lines += _comparison_md(results.get("comparison"))
-    lines += _groups_md(results.get("groups"))
+    lines += groups_md(results.get("groups"))
     lines += _repetition_md(results.get("repetition"))
     lines += _isoflop_md(results["isoflop"], results["envelope"], results["kaplan"])
     lines += _backtest_md(results["backtest"])

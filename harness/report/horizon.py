@@ -2,9 +2,7 @@
 and where the forms part ways (markdown only, no fitting)."""
 from __future__ import annotations
 
-
-def _g(x, fmt=".4g"):
-    return "–" if x is None else format(x, fmt)
+from harness.report.fmt import g as _g
 
 
 def _dex(x):
