@@ -298,3 +298,30 @@ def test_repetition_draws_each_runs_measured_value(tmp_path):
     assert drawn == runs
     # a published value on this axis is fine: the worth of a repeated token has no N or C convention
     assert "C" not in ax.get_xlabel().split(" ") and "N" not in ax.get_xlabel().split(" ")
+
+
+def test_groups_figure_draws_each_law_and_its_multiplier_as_an_arrow(tmp_path):
+    """Group b is group a with parameters and tokens worth k times a's, so its multiplier is k^2: the
+    arrow spans that factor along C at b's own L*(C_ref), and each group has its points and law."""
+    from matplotlib.text import Annotation
+
+    from harness.fit import forms, groups
+    from harness.report.groupfig import groups_plot
+
+    k, rows = 1.6, []
+    for g, s in (("a", 1.0), ("b", 1.6)):
+        for N in np.logspace(7, 9, 5):
+            for D in np.logspace(8, 10.5, 5):
+                rows.append({"arch": g, "N": N, "D": D, "C": 6 * N * D, "loss": predict(LAW, s * N, s * D)})
+    table = pd.DataFrame(rows)
+    gr = groups.compare(table, "arch", forms.CHINCHILLA, 0)
+    fig = groups_plot(table, gr, tmp_path / "groups.png", figkit.axis_names(None))
+    ax = fig.axes[0]
+    arrows = [t for t in ax.texts if isinstance(t, Annotation)]
+    assert len(arrows) == 1 and arrows[0].xy[0] / arrows[0].xyann[0] == pytest.approx(k ** 2, rel=0.01)
+    assert arrows[0].xy[1] == pytest.approx(gr["laws"]["b"]["loss_opt_at_C_ref"])
+    labels = [ln.get_label() for ln in ax.get_lines()]
+    assert {"a: L*(C) of its law", "b: L*(C) of its law"} <= set(labels)
+    points = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert [len(c.get_offsets()) for c in points] == [25, 25]
+    assert (tmp_path / "groups.png").stat().st_size > 0

@@ -54,6 +54,12 @@ def equivalent_compute(fit, z: np.ndarray, target: np.ndarray, c0: float, step=0
     return 10 ** out
 
 
+def frontier(fit, c_lo: float, c_hi: float, n=40) -> dict:
+    """The law's compute-optimal loss L*(C) on n budgets from c_lo / 2 to c_hi (for groups.png)."""
+    C = np.logspace(np.log10(c_lo / 2), np.log10(c_hi), n)
+    return {"C": C.tolist(), "loss_opt": allocation(fit, fit.z[None], C)["loss_opt"][0].tolist()}
+
+
 def multiplier(ref: tuple, other: tuple, c0: float) -> dict:
     """The compute multiplier of `other` against `ref` at c0: M with L*_ref(M c0) = L*_other(c0), from
     each group's (fit, bootstrap rows); the interval pairs independent draws, as `difference` does."""
@@ -95,6 +101,7 @@ def compare(table: pd.DataFrame, column: str, form: forms.Form, n_bootstrap=1000
                         "ci95": {k: (None if k in fit.not_identified else v) for k, v in fit.ci95.items()},
                         "not_identified": fit.not_identified,
                         "loss_opt_at_C_ref": float(allocation(fit, fit.z[None], [c_ref])["loss_opt"][0, 0]),
+                        "frontier": frontier(fit, float(part["C"].min()), 10 * c_ref),
                         "isoflop": group_isoflop(part, n_bootstrap, seed, tol_dex)}
     first = names[0]
     diffs = {f"{first} - {g}": {k: difference(draws[first][k], draws[g][k]) for k in draws[first]}

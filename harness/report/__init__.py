@@ -5,6 +5,7 @@
   groups    report.md's section on groups side by side: laws, compute multipliers, differences
   fmt       numbers as report.md writes them
   plots     one function per figure (matplotlib Agg), each returning its Figure
+  groupfig  groups.png: each group's law and its compute multiplier
   figkit    what the figures share: axis names with the fit's conventions, form styles, dodging
   compare   did a rerun reproduce a reference study?
 """

@@ -16,6 +16,7 @@ from matplotlib.ticker import NullFormatter, PercentFormatter
 from harness.fit.allocate import allocation
 from harness.fit.isoflop import group_budgets
 from harness.report.figkit import MARKERS, axis_names, dodge, fmt, form_style, plt, save, spread, value_groups
+from harness.report.groupfig import groups_plot
 
 MAX_CURVES = 10  # groups drawn (points and curve, one legend entry each) per panel
 
@@ -289,6 +290,8 @@ def make_all(table, fits, results, out: Path, tol_dex=0.02) -> dict:
     figs["residuals.png"] = residuals_plot(table, fits, order, results["backtest"], out / "residuals.png", axn, tol_dex)
     if (fig := rollout_plot(results, order, out / "rollout.png")) is not None:
         figs["rollout.png"] = fig
+    if results.get("groups"):
+        figs["groups.png"] = groups_plot(table, results["groups"], out / "groups.png", axn)
     if results.get("repetition"):
         datacon = next(f for f in fits.values() if f.form.name == "datacon")
         figs["repetition.png"] = repetition_plot(results["repetition"], datacon, out / "repetition.png", axn)
