@@ -96,7 +96,7 @@ def test_a_plain_install_runs_from_another_folder_with_a_users_configs(tmp_path,
     assert out.returncode == 0 and "final val/loss" in out.stdout, out.stderr[-2000:]
 
 
-@pytest.mark.parametrize("name", ["tiny", "laptop", "laptop_check"])
+@pytest.mark.parametrize("name", ["tiny", "laptop", "laptop_check", "arch"])
 def test_every_committed_study_plans_nothing_to_run(name):
     """The layout and config changes keep every cell's identity: each committed study's cells are
     found done where they were recorded (harness-plan would show 0 to run)."""

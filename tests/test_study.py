@@ -1,5 +1,8 @@
 """harness-study: the prediction is written before its held-out cells run, kept on reruns, then scored."""
 import json
+from datetime import datetime
+
+import pytest
 
 from harness.fit.collect import collect
 from harness.store import records
@@ -138,3 +141,31 @@ def test_a_bad_override_fails_in_one_line_before_any_training(tmp_path):
         lines = out.stderr.strip().splitlines()
         assert out.returncode == 2 and len(lines) == 1 and message in lines[0], out.stderr[-2000:]
         assert not (tmp_path / "r").exists()
+
+
+def test_committed_arch_study_follows_from_its_runs(tmp_path):
+    """results/arch: the prediction was written before any held-out cell started, and the final fit's
+    laws and compute multipliers come back from the committed runs (their point values do not depend
+    on the bootstrap)."""
+    from harness import plan
+    from harness.cli_fit import fit_main
+    from tests.conftest import ROOT
+
+    src = ROOT / "results" / "arch"
+    made = json.loads((src / "prediction.json").read_text())
+    held = plan.cells_of(["sweep=arch_holdout", f"results_dir={src.parent}"])
+    assert {c["group"] for c in made["cells"]} == {r.cfg.model.arch for r in held} == {"gpt2", "qwen3", "qwen3_moe"}
+    assert all(r.values["status"] == "finished" for r in held)
+    started = [datetime.fromisoformat(json.loads((src / r.cell / "summary.json").read_text())["started"])
+               for r in held]
+    assert datetime.fromisoformat(made["created"]) < min(started)
+    fit = json.loads((src / "fit.json").read_text())
+    assert fit["provenance"]["conventions"]["N"] == "active" and fit["groups"]["ref"] == "gpt2"
+    assert fit_main([f"runs={src}", f"out={tmp_path}", f"prediction={src / 'prediction.json'}", "group_by=arch",
+                     "group_ref=gpt2", "n_bootstrap=0"]) == 0
+    again = json.loads((tmp_path / "fit.json").read_text())["groups"]
+    for g, m in fit["groups"]["multipliers"].items():
+        for at in ("at_C_ref", "at_10_C_ref"):
+            assert again["multipliers"][g][at]["multiplier"] == pytest.approx(m[at]["multiplier"], rel=1e-6)
+            assert m[at]["ci95"][0] <= m[at]["multiplier"] <= m[at]["ci95"][1]
+    assert "Compute multiplier against gpt2" in (src / "report.md").read_text()
