@@ -1,4 +1,6 @@
 """Any architecture from a YAML file, Mixture-of-Experts included: counted from the built model, trained."""
+import json
+
 import pytest
 import yaml
 
@@ -47,19 +49,24 @@ def test_unknown_architectures_and_fields_are_refused_in_one_line():
         arch.hf_config(ModelConfig(name="x", arch="qwen3_moe", hf={"num_expert": 8}), 2048)
 
 
-def test_a_user_folder_plans_and_trains_a_new_architecture_and_an_moe(tmp_path):
+def test_a_user_folder_plans_trains_and_fits_a_new_architecture_and_an_moe(tmp_path):
     (tmp_path / "mine" / "model").mkdir(parents=True)
     (tmp_path / "mine" / "model" / "mistral-20k.yaml").write_text(DENSE)
     (tmp_path / "mine" / "model" / "qwen3moe-20k.yaml").write_text(MOE)
-    args = ["--config-dir", str(tmp_path / "mine"), "budget.tokens=20000", f"results_dir={tmp_path / 'r'}"]
-    plan = cli("harness-plan", *args, "model=mistral-20k,qwen3moe-20k", cwd=tmp_path)
+    args = ["--config-dir", str(tmp_path / "mine"), "model=mistral-20k,qwen3moe-20k", "sweep.name=mine",
+            f"results_dir={tmp_path / 'r'}"]
+    plan = cli("harness-plan", *args, "budget.tokens=20000", cwd=tmp_path)
     assert plan.returncode == 0 and "mistral-20k" in plan.stdout and "qwen3moe-20k" in plan.stdout, plan.stderr
-    for name in ("mistral-20k", "qwen3moe-20k"):
-        out = cli("harness-train", *args, f"model={name}", cwd=tmp_path)
-        assert out.returncode == 0, out.stderr[-2000:]
-    recs = [records.read(p) for p in (tmp_path / "r" / "single").iterdir()]
-    assert {r["config"]["model"]["arch"] for r in recs} == {"mistral", "qwen3_moe"}
+    out = cli("harness-train", "-m", *args, "budget.tokens=10000,20000,40000", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    recs = [records.read(p) for p in (tmp_path / "r" / "mine").iterdir() if p.is_dir()]
+    assert sorted(r["config"]["model"]["arch"] for r in recs) == ["mistral"] * 3 + ["qwen3_moe"] * 3
     assert all(r["status"] == "finished" and r["summary"]["val/loss"] < r["summary"]["val/loss_init"] for r in recs)
+    fit = cli("harness-fit", f"runs={tmp_path / 'r' / 'mine'}", f"out={tmp_path / 'fit'}", "n_bootstrap=0",
+              "forms=[kaplan]", cwd=tmp_path)
+    assert fit.returncode == 0, fit.stderr[-2000:]
+    written = json.loads((tmp_path / "fit" / "fit.json").read_text())
+    assert written["n_points"] == 6 and written["provenance"]["conventions"]["N"] == "active"  # an MoE among them
 
 
 def test_an_moe_trains_with_its_router_loss_which_the_fitted_loss_leaves_out():
