@@ -217,3 +217,11 @@ def test_repetition_analysis_measures_what_the_generating_law_says_a_repeat_is_w
         if r["epochs"] >= 4:  # where repetition is visible above the noise
             assert r["value_measured"] == pytest.approx(repetition.value_of_repeats(r["epochs"], 6.0), abs=0.15)
     assert repetition.analyse(table[table["U"] == 1.5e9], fit) is None  # one cap and <= 2.1 epochs: no study
+
+
+def test_a_multiplier_beyond_the_search_is_reported_as_a_bound():
+    from harness.report.groups import groups_md
+
+    gr = groups.compare(_scaled_groups(20.0, 0.0), "arch", forms.CHINCHILLA, 0)  # true multiplier 400
+    assert gr["multipliers"]["b"]["at_C_ref"]["multiplier"] == pytest.approx(10 ** groups.SPAN_DEX)
+    assert any(line.startswith("| b | ≥ 100×") for line in groups_md(gr))

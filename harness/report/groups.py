@@ -2,6 +2,7 @@
 compute multiplier against the reference group, and the differences with their bootstrap test."""
 from __future__ import annotations
 
+from harness.fit.groups import SPAN_DEX
 from harness.report.fmt import ci as _ci
 from harness.report.fmt import g as _g
 
@@ -14,7 +15,9 @@ def _multipliers_md(gr: dict) -> list[str]:
     def cell(m):
         ci = f" [{_g(m['ci95'][0], '.3g')}, {_g(m['ci95'][1], '.3g')}]" if "ci95" in m else ""
         cens = f", {m['censored']:.0%} of draws beyond 10^±2" if m.get("censored") else ""
-        return f"{_g(m['multiplier'], '.3g')}×{ci}{cens}"
+        top, bottom = 10 ** SPAN_DEX * 0.999, 10 ** -SPAN_DEX * 1.001  # a point at a search bound: beyond it
+        bound = "≥ " if m["multiplier"] >= top else "≤ " if m["multiplier"] <= bottom else ""
+        return f"{bound}{_g(m['multiplier'], '.3g')}×{ci}{cens}"
 
     ref, c = gr.get("ref", "the first group"), gr["C_ref"]
     lines = ["", f"Compute multiplier against {ref}: the factor of compute at which {ref}'s law reaches the "
