@@ -60,13 +60,13 @@ def frontier(fit, c_lo: float, c_hi: float, n=40) -> dict:
     return {"C": C.tolist(), "loss_opt": allocation(fit, fit.z[None], C)["loss_opt"][0].tolist()}
 
 
-def multiplier(ref: tuple, other: tuple, c0: float) -> dict:
-    """The compute multiplier of `other` against `ref` at c0: M with L*_ref(M c0) = L*_other(c0), from
-    each group's (fit, bootstrap rows); the interval pairs independent draws, as `difference` does."""
-    point = equivalent_compute(ref[0], ref[0].z[None], allocation(other[0], other[0].z[None], [c0])["loss_opt"][:, 0],
-                               c0)[0]
-    n = min(len(ref[1]), len(other[1]))
-    draws = equivalent_compute(ref[0], ref[1][:n], allocation(other[0], other[1][:n], [c0])["loss_opt"][:, 0], c0)
+def multiplier(ref: tuple, target: float, target_draws: np.ndarray, c0: float) -> dict:
+    """The compute multiplier against `ref` (its fit and bootstrap rows) of a group whose compute-optimal
+    loss at c0 is `target` (its bootstrap draws: `target_draws`): M with L*_ref(M c0) = target. The
+    interval pairs independent draws, as `difference` does."""
+    point = equivalent_compute(ref[0], ref[0].z[None], np.array([target]), c0)[0]
+    n = min(len(ref[1]), len(target_draws))
+    draws = equivalent_compute(ref[0], ref[1][:n], target_draws[:n], c0)
     draws = draws[np.isfinite(draws)]
     out = {"C": float(c0), "multiplier": float(point), "n": int(len(draws))}
     if len(draws) >= 2:
@@ -87,27 +87,28 @@ def compare(table: pd.DataFrame, column: str, form: forms.Form, n_bootstrap=1000
             raise HarnessError(f"group_ref={ref}: no such {column} among the runs ({', '.join(map(str, names))})")
         names = sorted(names, key=lambda g: str(g) != ref)  # the reference first, the others in their order
     c_ref = float(min(table.loc[table[column] == g, "C"].max() for g in names))
-    laws, draws, fits = {}, {}, {}
+    budgets = (c_ref, 10 * c_ref)  # where the multipliers are read: the largest shared C and +1 dex
+    laws, draws, fits, at = {}, {}, {}, {}
     for g in names:
         part = table[table[column] == g]
         X, L = forms.data(form, part), part["loss"].to_numpy(float)
         fit = bootstrap_form(fit_form(form, X, L), X, L, n_bootstrap, seed)
         z = fit.z_samples if fit.z_samples is not None and len(fit.z_samples) else fit.z[None]
         fits[g] = (fit, z)
-        ref = allocation(fit, z, [c_ref])["loss_opt"][:, 0]
+        at[g] = (allocation(fit, fit.z[None], budgets)["loss_opt"][0], allocation(fit, z, budgets)["loss_opt"])
         draws[g] = {**{k: fit.samples[:, j] for j, k in enumerate(form.params) if k in EXPONENTS},
-                    "loss_opt_at_C_ref": ref}
+                    "loss_opt_at_C_ref": at[g][1][:, 0]}
         laws[str(g)] = {"n_points": int(len(part)), "params": fit.params,
                         "ci95": {k: (None if k in fit.not_identified else v) for k, v in fit.ci95.items()},
                         "not_identified": fit.not_identified,
-                        "loss_opt_at_C_ref": float(allocation(fit, fit.z[None], [c_ref])["loss_opt"][0, 0]),
-                        "frontier": frontier(fit, float(part["C"].min()), 10 * c_ref),
+                        "loss_opt_at_C_ref": float(at[g][0][0]),
+                        "frontier": frontier(fit, float(part["C"].min()), budgets[1]),
                         "isoflop": group_isoflop(part, n_bootstrap, seed, tol_dex)}
     first = names[0]
     diffs = {f"{first} - {g}": {k: difference(draws[first][k], draws[g][k]) for k in draws[first]}
              for g in names[1:]}
-    mult = {str(g): {"at_C_ref": multiplier(fits[first], fits[g], c_ref),
-                     "at_10_C_ref": multiplier(fits[first], fits[g], 10 * c_ref)} for g in names[1:]}
+    mult = {str(g): {label: multiplier(fits[first], at[g][0][i], at[g][1][:, i], c)
+                     for i, (label, c) in enumerate(zip(("at_C_ref", "at_10_C_ref"), budgets))} for g in names[1:]}
     return {"column": column, "form": form.label, "C_ref": c_ref, "ref": str(first), "laws": laws,
             "differences": diffs, "multipliers": mult,
             "test": "independent bootstrap of each group; p-value = 2 min(P(d <= 0), P(d >= 0))"}
