@@ -20,7 +20,7 @@ MIN_LOG_SPREAD = 0.25  # std of ln(D/N) below this: alpha and beta are not separ
 TOKENS_PER_PARAM_OPT = 20.0  # Hoffmann et al. (2022) rule of thumb, to place IsoFLOP minima
 # Wall time per cell ~ D * per_token_s + C_attn / flops_per_s, fitted to this harness's runs on
 # 2 CPU cores (gpt2-20k..800k: 60k..16k tokens/s). No default for GPUs: an estimate there comes only
-# from finished runs on a GPU (speed_model), never from CPU numbers or a guess.
+# from finished runs on a GPU (speed_models), never from CPU numbers or a guess.
 DEFAULT_SPEED = {"cpu": (1.3e-5, 1.4e11)}
 
 
@@ -73,21 +73,24 @@ def _status(s: spec.Spec) -> str:
     return rec["status"] if rec else "todo"
 
 
-def speed_model(results_dir: Path, device: str, moe: bool = False) -> tuple[tuple[float, float] | None, str]:
-    """(seconds per token, FLOP/s) fitted to finished runs under results_dir on the same kind of
-    device ("cpu" or "cuda") and of the same kind of model (Mixture-of-Experts or dense: routing and
-    idle experts make an MoE's time per active FLOP its own), else the CPU default for dense models;
-    None where there is no such data."""
-    import numpy as np
-
-    rows = []
+def speed_models(results_dir: Path, device: str) -> dict[bool, tuple[tuple[float, float] | None, str]]:
+    """{is MoE: ((seconds per token, FLOP/s), where it came from)}, fitted in one pass over the finished
+    runs under results_dir on the same kind of device ("cpu" or "cuda"), dense and Mixture-of-Experts
+    apart (routing and idle experts make an MoE's time per active FLOP its own); else the CPU default
+    for dense models; None where there is no such data."""
+    rows: dict[bool, list] = {False: [], True: []}
     for _, rec in records.iter_records(results_dir):
         s = rec["summary"]
         kind = str((rec.get("env") or {}).get("device", "cpu")).split(":")[0]
         numbers = [s.get(k) for k in ("D", "C_attn", "train_s")]
-        if (rec["status"] == "finished" and kind == device and all(_positive(x) for x in numbers)
-                and is_moe(s) == moe):
-            rows.append(tuple(numbers))
+        if rec["status"] == "finished" and kind == device and all(_positive(x) for x in numbers):
+            rows[is_moe(s)].append(tuple(numbers))
+    return {moe: _fit_speed(rows[moe], results_dir, device, moe) for moe in rows}
+
+
+def _fit_speed(rows: list, results_dir: Path, device: str, moe: bool) -> tuple[tuple[float, float] | None, str]:
+    import numpy as np
+
     if len(rows) >= 4:
         X = np.array([[d, c] for d, c, _ in rows], float)
         coef, *_ = np.linalg.lstsq(X, np.array([t for *_, t in rows]), rcond=None)
@@ -205,7 +208,7 @@ def main(argv: list[str], config_dir: str | None = None) -> dict:
     device = "cuda" if ok and ok[0].cfg.device.startswith("cuda") else "cpu"
     # no valid cell, no results_dir to learn the speed from (and nothing to time)
     where = Path(ok[0].cfg.results_dir) if ok else None
-    speeds = {moe: speed_model(where, device, moe) if where else (None, "no valid cells") for moe in (False, True)}
+    speeds = speed_models(where, device) if where else dict.fromkeys((False, True), (None, "no valid cells"))
     print("\n".join(table(rows, speeds)))
     todo = [r for r in ok if r.values["status"] not in records.DONE]
     total_c = sum(r.values["C"] for r in ok)
