@@ -19,7 +19,6 @@ import json
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -27,6 +26,8 @@ import torch.multiprocessing as mp
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchkit import median_step_seconds  # noqa: E402
+
 from harness.train import dist, loop, spec  # noqa: E402
 from harness.train.loop import cpu_model  # noqa: E402
 
@@ -49,16 +50,8 @@ def _time(cell: list[str], rank: int, world: int, strategy: str, steps: int, war
             ctx = contextlib.nullcontext()
     else:
         ctx = contextlib.nullcontext()
-    times = []
     with ctx:
-        for i in range(warmup + steps):
-            if d.on:
-                torch.distributed.barrier()
-            t0 = time.perf_counter()
-            session.step(s.lr).item()
-            if i >= warmup:
-                times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        return median_step_seconds(session, s.lr, steps, warmup, torch.distributed.barrier if d.on else None)
 
 
 def _worker(rank: int, world: int, cell, strategy, steps, warmup, sync, out) -> None:

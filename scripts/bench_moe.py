@@ -16,13 +16,14 @@ import json
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchkit import median_step_seconds  # noqa: E402
+
 from harness.config import compose  # noqa: E402
 from harness.data import batches  # noqa: E402
 from harness.train import loop, spec  # noqa: E402
@@ -40,13 +41,7 @@ def step_time(model: str, batch_tokens: int, steps: int, warmup: int, experts: s
         for module in session.lm.modules():
             if hasattr(module, "config"):
                 module.config._experts_implementation = experts
-    times = []
-    for i in range(warmup + steps):
-        t0 = time.perf_counter()
-        session.step(s.lr).item()
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return median_step_seconds(session, s.lr, steps, warmup)
 
 
 def main() -> None:
