@@ -28,15 +28,18 @@ class FitConfig:
     n_bootstrap: int = 1000  # bootstrap resamples (Besiroglu et al. 2024 used 4000)
     seed: int = 0  # bootstrap seed
     holdout: float = 0.1  # back-test: largest-C runs held out; < 1 a fraction, >= 1 a count
-    n_convention: str = "auto"  # N as total, nonembed or active (MoE) params, C to match; auto: active for MoE
-    # runs, else nonembed if all runs log it
+    n_convention: str = "auto"  # N as total, nonembed or active (MoE) params, C = 6 N D (store/counts.py);
+    # auto: active for MoE runs, else nonembed if all runs log it
     budgets: list[float] = field(default_factory=list)  # FLOPs for N*, D*, D/N; [] = auto
     drop_highest: int = 0  # drop the k highest-loss points (Epoch's Chinchilla filter: 5)
     schedule: str = "all"  # fit only runs with this LR schedule: all, cosine or wsd
     budget_tol_dex: float = 0.02  # runs within this log10-C gap share an IsoFLOP budget
-    col_N: str = "N"  # N (params): a CSV column, or for wandb runs config.KEY / summary.KEY
+    col_N: str = "N"  # N_total (every parameter): a CSV column, or for wandb runs config.KEY / summary.KEY
+    col_N_nonembed: str = "N_nonembed"  # non-embedding parameters, the same way (n_convention=nonembed)
+    col_N_active: str = "N_active"  # active non-embedding parameters (MoE), the same way (n_convention=active)
     col_D: str = "D"  # D (tokens), the same way; without one, D = C / (6 N)
-    col_C: str = "C"  # C (FLOPs), the same way; read when there is no D
+    col_C: str = "C"  # C (FLOPs spent, 6 N_total D if dense), the same way; read when there is no D
+    col_C_kaplan: str = "C_kaplan"  # 6 N_active D (FLOPs without embeddings), the same way; else derived
     col_loss: str = "loss"  # final loss (nats per token), the same way (e.g. summary.eval/loss)
     wandb_group: str = ""  # wandb source: only runs in this group ("" = all)
     wandb_sweep: str = ""  # wandb source: only runs of this sweep ("" = all)
@@ -123,38 +126,26 @@ def check_out(out: str) -> None:
         raise HarnessError(f"out={out}: {p} is a file, not a directory")
 
 
-def resolve_convention(runs, requested: str) -> str:
-    """n_convention=auto: active when a finished run is a Mixture-of-Experts (fewer active than
-    non-embedding parameters); nonembed when every finished run carries N_nonembed (the harness's own
-    runs log it; Kaplan et al. 2020 fit that N); else total (a plain N, D, loss table)."""
-    if requested != "auto":
-        return requested  # fit_table checks it
-    done = runs[runs["status"] == "finished"]
-    if len(done) and (done["N_active"] < done["N_nonembed"]).any():
-        return "active"
-    return "nonembed" if len(done) and (done["N_nonembed"] > 0).all() else "total"
-
-
 def run(cfg: FitConfig) -> dict:
     """Collect, fit, write fit.json, report.md and figures into cfg.out; return the results."""
     from harness.fit import ask, repetition
     from harness.fit.analysis import analyse
-    from harness.fit.collect import collect, fit_table
+    from harness.fit.collect import collect
+    from harness.fit.points import fit_table, resolve_convention
     from harness.report import document, plots
+    from harness.store.counts import CONVENTIONS
 
     check_out(cfg.out)
     if cfg.prediction and not Path(cfg.prediction).is_file():
         raise HarnessError(f"prediction={cfg.prediction}: no such file")
-    asked, bad_rows = ask.read_rows(cfg.predict) if cfg.predict else ([], [])
-    columns = {"N": cfg.col_N, "D": cfg.col_D, "C": cfg.col_C, "loss": cfg.col_loss}
+    asked, bad_rows = ask.read_rows(cfg.predict, cfg.group_by) if cfg.predict else ([], [])
+    columns = {k: getattr(cfg, f"col_{k}") for k in ("N", "N_nonembed", "N_active", "D", "C", "C_kaplan", "loss")}
     runs, warnings = collect(cfg.runs, columns=columns, group=cfg.wandb_group or None,
                              sweep=cfg.wandb_sweep or None)
     convention = resolve_convention(runs, cfg.n_convention)
     table, excluded = fit_table(runs, convention, cfg.drop_highest, cfg.schedule, cfg.group_by or None)
     t0 = time.perf_counter()
-    results, fits = analyse(table, n_bootstrap=cfg.n_bootstrap, seed=cfg.seed, holdout=cfg.holdout,
-                            budgets=cfg.budgets, tol_dex=cfg.budget_tol_dex, form_names=cfg.forms,
-                            form=None if cfg.form == "auto" else cfg.form, E=cfg.E, tie=cfg.tie)
+    results, fits = analyse(table, seed=cfg.seed, **_analyse_options(cfg))
     datacon = next((f for f in fits.values() if f.form.name == "datacon"), None)
     if (rep := repetition.analyse(table, datacon)) is not None:
         results["repetition"] = rep
@@ -173,8 +164,7 @@ def run(cfg: FitConfig) -> dict:
     results["provenance"] = {
         "runs": cfg.runs, "input_runs": table["run_id"].tolist(), "excluded": excluded,
         "git_revision": document.git_revision(Path(__file__).resolve().parent),
-        "conventions": {"N": convention, "C": {"total": "6*N*D", "nonembed": "6*N_nonembed*D (Kaplan)",
-                                               "active": "6*N_active*D (active non-embedding, MoE)"}[convention],
+        "conventions": {"N": convention, "C": CONVENTIONS[convention][2],
                         "loss": f"final val/loss (mapped: col_loss={cfg.col_loss})",
                         "seeds": "repeated seeds of one cell averaged"},
         "settings": {k: v for k, v in asdict(cfg).items()}, "command": command_line(cfg),
@@ -189,10 +179,11 @@ def run(cfg: FitConfig) -> dict:
     table.to_csv(out / "runs.csv", index=False)
     figures = list(plots.make_all(table, fits, results, out, cfg.budget_tol_dex))  # the file names
     document.write_json(results, out / "fit.json")
+    if asked and cfg.group_by:  # each row by its own group's law
+        asked, unknown = ask.unknown_groups(asked, cfg.predict, cfg.group_by, table[cfg.group_by].dropna().unique())
+        bad_rows += unknown
     if asked:
-        from harness.fit.prediction import make
-
-        made = make(fits[results["model_choice"]["headline"]], table, asked, convention, fits)
+        made = _predict(cfg, table, fits, results, asked, convention)
         made["asked"] = cfg.predict
         document.write_json(made, out / ask.NAME)
         for c in made["cells"]:
@@ -218,6 +209,23 @@ def run(cfg: FitConfig) -> dict:
     return results
 
 
+def _predict(cfg: FitConfig, table, fits: dict, results: dict, asked: list, convention: str) -> dict:
+    """predictions.json: the headline law's answer to each row, or with group_by each row's group's law
+    (that group's runs fitted alone, as harness-study predicts held-out cells per group)."""
+    from harness.fit import prediction
+
+    if not cfg.group_by:
+        return prediction.make(fits[results["model_choice"]["headline"]], table, asked, convention, fits)
+    return prediction.by_group(table, asked, cfg.group_by, convention, seed=cfg.seed, **_analyse_options(cfg))
+
+
+def _analyse_options(cfg: FitConfig) -> dict:
+    """analyse's options as this command sets them (the main fit and each group's own fit alike)."""
+    return {"n_bootstrap": cfg.n_bootstrap, "holdout": cfg.holdout, "budgets": cfg.budgets,
+            "tol_dex": cfg.budget_tol_dex, "form_names": cfg.forms, "form": None if cfg.form == "auto" else cfg.form,
+            "E": cfg.E, "tie": cfg.tie}
+
+
 def _score_prediction(cfg: FitConfig, table) -> dict | None:
     """Score the prediction.json that harness-study wrote beside the runs (if there is one)."""
     import json
@@ -238,7 +246,8 @@ def _compare(cfg: FitConfig, results: dict, table, runs, convention: str) -> dic
     """Read the reference study (records + fit.json) and compare this fit's cells and law with it."""
     import json
 
-    from harness.fit.collect import collect, fit_table
+    from harness.fit.collect import collect
+    from harness.fit.points import fit_table
     from harness.report.compare import compare
 
     ref = Path(cfg.compare)

@@ -88,7 +88,7 @@ class BudgetConfig:
     """D from the one field set (two set is an error); none set: accounting.DEFAULT_TOKENS (1.5M)."""
 
     tokens: Optional[int] = None  # D in tokens
-    tokens_per_param: Optional[float] = None  # D = this * N (N under `convention`)
+    tokens_per_param: Optional[float] = None  # D = this * N (N under `convention`; an MoE's active N)
     flops: Optional[float] = None  # C; D = C / (FLOPs per token under `convention`)
     convention: str = "6N"  # "6N" (Hoffmann), "6N_attn" (6N + attention), "kaplan" (6 N_nonembed)
 

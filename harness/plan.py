@@ -13,7 +13,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
 from harness.config import Config, hydra_context, settle
 from harness.errors import HarnessError
-from harness.store import records
+from harness.store import counts, records
 from harness.train import accounting, spec
 
 MIN_LOG_SPREAD = 0.25  # std of ln(D/N) below this: alpha and beta are not separately identifiable
@@ -104,8 +104,14 @@ def _fit_speed(rows: list, results_dir: Path, device: str, moe: bool) -> tuple[t
 
 def is_moe(values: dict) -> bool:
     """A Mixture-of-Experts cell or run: fewer active than non-embedding parameters."""
-    a, n = values.get("N_active"), values.get("N_nonembed")
-    return _positive(a) and _positive(n) and a < n
+    return counts.is_moe(values.get("N_active"), values.get("N_nonembed"))
+
+
+def budget_n(r: Row) -> float:
+    """The N a cell's budget counts (budget.convention kaplan: active non-embedding, else active with
+    embeddings; for a dense model N_nonembed and N), as the trainer's FLOP and token budgets do."""
+    v = r.values
+    return v["N_active"] if r.cfg.budget.convention == "kaplan" else v["flops_per_token/6N"] / 6
 
 
 def _positive(x) -> bool:
@@ -140,7 +146,7 @@ def design_warnings(rows: list[Row]) -> list[str]:
     ok = [r for r in rows if r.cfg is not None and r.cfg.sweep.role != "holdout"]
     out = []
     if len(ok) >= 2:
-        ratios = [math.log(r.values["D"] / r.values["N"]) for r in ok]
+        ratios = [math.log(r.values["D"] / budget_n(r)) for r in ok]
         mean = sum(ratios) / len(ratios)
         spread = math.sqrt(sum((x - mean) ** 2 for x in ratios) / len(ratios))
         if spread < MIN_LOG_SPREAD:
@@ -149,7 +155,7 @@ def design_warnings(rows: list[Row]) -> list[str]:
     budgets: dict[float, list[int]] = {}
     for r in ok:
         if r.cfg.budget.flops is not None:  # a WSD trunk is a point at each of its branches' budgets too
-            n = r.values["N_nonembed"] if r.cfg.budget.convention == "kaplan" else r.values["N"]
+            n = budget_n(r)
             for f in {*r.cfg.branches, 1.0}:
                 budgets.setdefault(float(f"{r.cfg.budget.flops * f:.6g}"), []).append(n)
     for c, sizes in sorted(budgets.items()):
@@ -211,15 +217,15 @@ def main(argv: list[str], config_dir: str | None = None) -> dict:
     speeds = speed_models(where, device) if where else dict.fromkeys((False, True), (None, "no valid cells"))
     print("\n".join(table(rows, speeds)))
     todo = [r for r in ok if r.values["status"] not in records.DONE]
-    total_c = sum(r.values["C"] for r in ok)
+    total_c = sum(r.values["C"] * (1 + r.values.get("extra_tokens", 0) / r.values["D"]) for r in ok)  # WSD cooldowns
     secs = sum(seconds(r.values, speeds[is_moe(r.values)][0]) for r in todo)
     kinds = {is_moe(r.values) for r in ok}
     known = all(speeds[k][0] is not None for k in kinds)
     eta = f"estimated {secs / 60:.1f} min to run" if known and math.isfinite(secs) else "time unknown"
     source = "; ".join(speeds[k][1] for k in sorted(kinds)) or speeds[False][1]
     uniques = sorted({r.values["unique"] for r in ok if r.values.get("unique")})
-    print(f"\n{len(rows)} cells ({len(todo)} to run), total C={total_c:.3g} FLOPs (6N), {eta} ({source}); "
-          f"unique training tokens: {', '.join(f'{u:,}' for u in uniques) or 'unknown'}")
+    print(f"\n{len(rows)} cells ({len(todo)} to run), total C={total_c:.3g} FLOPs (6N, cooldown branches included), "
+          f"{eta} ({source}); unique training tokens: {', '.join(f'{u:,}' for u in uniques) or 'unknown'}")
     out = {"warnings": design_warnings(rows), "errors": errors(rows)}
     for w in out["warnings"]:
         print(f"warning: {w}")

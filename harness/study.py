@@ -168,8 +168,8 @@ def predict(sweep_dir: Path, held: list, n_bootstrap: int, group_by: str, fit_ke
             path: Path | None = None) -> dict:
     """Fit the fit stage's runs in sweep_dir (harness-fit's defaults) and predict the held-out cells.
     Only the runs of fit_keys are fitted: other studies' held-out cells may share the directory."""
-    from harness.cli_fit import resolve_convention
-    from harness.fit.collect import collect, fit_table
+    from harness.fit.collect import collect
+    from harness.fit.points import fit_table, resolve_convention
     from harness.fit.prediction import NAME
 
     path = path or sweep_dir / NAME
@@ -212,38 +212,23 @@ GROUP_OF = {"arch": lambda cfg: cfg.model.arch, "model": lambda cfg: cfg.model.n
 
 def predict_table(table, held: list, n_bootstrap: int, convention: str, group_by: str = "") -> dict:
     """prediction.json for the held-out rows from a law fitted to `table`; with group_by, a law per
-    group (e.g. arch: each ladder's own law predicts its own held-out cells)."""
+    group (e.g. arch: each ladder's own law predicts its own held-out cells), by the code path of
+    harness-fit predict= (prediction.by_group)."""
     from harness.fit import prediction
     from harness.fit.analysis import analyse
 
     n_key = {"nonembed": "N_nonembed", "active": "N_active"}.get(convention, "N")
-
-    def one(sub, rows) -> dict:
-        results, fits = analyse(sub, n_bootstrap=n_bootstrap)
-        cells = [{"cell_key": r.values["cell_key"], "N": r.values[n_key], "D": r.values["D"]} for r in rows]
-        out = prediction.make(fits[results["model_choice"]["headline"]], sub, cells, convention, fits)
+    cells = [{"cell_key": r.values["cell_key"], "N": r.values[n_key], "D": r.values["D"]} for r in held]
+    if not group_by:
+        results, fits = analyse(table, n_bootstrap=n_bootstrap)
+        out = prediction.make(fits[results["model_choice"]["headline"]], table, cells, convention, fits)
         out["why_form"] = results["model_choice"]["why"]
         return out
-
-    if not group_by:
-        return one(table, held)
     if group_by not in GROUP_OF:
         raise HarnessError(f"group_by={group_by}: a study predicts per group of {', '.join(GROUP_OF)} only")
-    parts = {}
-    for g in sorted({GROUP_OF[group_by](r.cfg) for r in held}):
-        sub = table[table[group_by] == g]
-        if sub.empty:
-            raise HarnessError(f"held-out cells of {group_by}={g} have no fitted runs of that {group_by}")
-        parts[g] = one(sub, [r for r in held if GROUP_OF[group_by](r.cfg) == g])
-    first = next(iter(parts.values()))
-    return {"created": first["created"], "fitted_on": sorted(k for p in parts.values() for k in p["fitted_on"]),
-            "form": ", ".join(sorted({p["form"] for p in parts.values()})), "group_by": group_by,
-            "convention": first["convention"],
-            "fitted_compute_max": max(p["fitted_compute_max"] for p in parts.values()),
-            "groups": {g: {"form": p["form"], "why_form": p["why_form"], "n_fitted": len(p["fitted_on"])}
-                       for g, p in parts.items()},
-            "cells": [{**c, "group": g, "form": p["form"]} for g, p in parts.items() for c in p["cells"]],
-            "compute_optimal": [{**c, "group": g} for g, p in parts.items() for c in p["compute_optimal"]]}
+    for c, r in zip(cells, held):
+        c["group"] = str(GROUP_OF[group_by](r.cfg))
+    return prediction.by_group(table, cells, group_by, convention, n_bootstrap=n_bootstrap)
 
 
 @entry_point("harness-study")
@@ -290,11 +275,13 @@ def _main(argv: list[str]) -> int:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(made, indent=2) + "\n")
         tmp.replace(path)
+        from harness.fit.ask import dex
+
         print(f"harness-study: wrote {path} ({made['form']}, fitted on {len(made['fitted_on'])} cells) before "
               f"training the {len(held)} held-out cells:")
         for c in made["cells"]:
             print(f"  {c['cell_key']}: predicted {c['predicted']:.4f} [{c['pi95'][0]:.4f}, {c['pi95'][1]:.4f}] "
-                  f"at {c['projection_dex']:+.2f} dex beyond the fitted compute")
+                  f"at {dex(c['projection_dex'])} beyond the fitted compute")
     run_stage("holdout", study.holdout, common, config_dir)
     fit_args = [f"runs={sweep_dir}", f"out={sweep_dir / study.out}", f"prediction={path}", *study.fit_args]
     if args["compare"]:

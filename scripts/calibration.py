@@ -23,12 +23,12 @@ import numpy as np
 import pandas as pd
 
 from harness import study
-from harness.cli_fit import resolve_convention
 from harness.fit import coverage, forms, prediction
 from harness.fit.analysis import fit_forms, form_section, model_choice
 from harness.fit.backtest import compute_groups, noise_sd
-from harness.fit.collect import collect, fit_table
+from harness.fit.collect import collect
 from harness.fit.law import interval_parts
+from harness.fit.points import fit_table, resolve_convention
 
 BINS = ((0.0, 0.5), (0.5, 1.0), (1.0, np.inf))
 # (study, ladder column value or None): the fit-stage cells each committed law is fitted on

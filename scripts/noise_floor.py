@@ -21,11 +21,11 @@ import numpy as np
 import pandas as pd
 
 from harness import study
-from harness.cli_fit import resolve_convention
 from harness.errors import HarnessError
 from harness.fit import forms, noisefloor
-from harness.fit.collect import collect, fit_table
+from harness.fit.collect import collect
 from harness.fit.law import fit_form
+from harness.fit.points import fit_table, resolve_convention
 
 
 def main(argv: list[str]) -> int:

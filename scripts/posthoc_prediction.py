@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 from harness import study
-from harness.cli_fit import resolve_convention
 from harness.fit import prediction
-from harness.fit.collect import collect, fit_table
+from harness.fit.collect import collect
+from harness.fit.points import fit_table, resolve_convention
 
 
 def main(argv: list[str]) -> int:

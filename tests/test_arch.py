@@ -1,6 +1,7 @@
 """Any architecture from a YAML file, Mixture-of-Experts included: counted from the built model, trained."""
 import json
 
+import numpy as np
 import pytest
 import yaml
 
@@ -89,8 +90,7 @@ def test_an_moe_trains_with_its_router_loss_which_the_fitted_loss_leaves_out():
 def test_an_moe_costs_its_active_parameters_and_the_fitter_uses_them():
     import pandas as pd
 
-    from harness.cli_fit import resolve_convention
-    from harness.fit.collect import fit_table
+    from harness.fit.points import fit_table, resolve_convention
     from harness.train import spec
     from tests.conftest import make_config
 
@@ -102,13 +102,36 @@ def test_an_moe_costs_its_active_parameters_and_the_fitter_uses_them():
     assert active == c["active_nonembed"] < c["nonembed"] and active_total < c["total"]
     assert accounting.flops_per_token(m, 2048)["kaplan"] == 6 * active  # cost per token: what a token uses
     runs = pd.DataFrame([{"run_id": f"r{i}", "cell_id": f"c{i}", "cell_key": f"k{i}", "status": "finished",
-                          "error": None, "N_total": 2e5, "N_nonembed": 1e5, "N_active": 4e4, "D": d, "C": 6 * 2e5 * d,
-                          "C_kaplan": 6 * 4e4 * d, "loss": 4.0, "epochs": 1.0, "U": None, "seed": 0,
+                          "error": None, "N_total": 2e5, "N_nonembed": 1e5, "N_active": 4e4, "D": d,
+                          "C_6N": 6 * 1.4e5 * d, "C_kaplan": 6 * 4e4 * d, "loss": 4.0, "loss_std": float("nan"),
+                          "n_seeds": 1, "epochs": 1.0, "U": None, "seed": 0,
                           "schedule": "cosine", "model": "m", "arch": "qwen3_moe", "source": ""}
                          for i, d in enumerate((1e6, 2e6, 4e6))])
     assert resolve_convention(runs, "auto") == "active"
     table, _ = fit_table(runs, "active")
     assert set(table["N"]) == {4e4} and list(table["C"]) == list(runs["C_kaplan"])
+    assert np.allclose(table["C"], 6 * table["N"] * table["D"])  # C is 6 N D of the N it reports
+    for convention in ("total", "nonembed"):  # they count experts a token skips: 6 N D is not what it spent
+        with pytest.raises(HarnessError, match=f"n_convention={convention}: r0, r1, r2 are MoE run"):
+            fit_table(runs, convention)
+
+
+def test_an_moe_cell_sits_at_one_n_in_the_budget_the_trainer_and_the_planner():
+    from harness import plan
+    from harness.config import BudgetConfig
+    from harness.train import spec
+    from tests.conftest import make_config
+
+    m = _model(MOE, "m-moe")
+    active_total, active = accounting.active_counts(m, 2048)
+    for convention, n in (("6N", active_total), ("kaplan", active)):  # tokens per parameter a token uses
+        b = BudgetConfig(tokens_per_param=20.0, convention=convention)
+        assert accounting.budget_tokens(b, m, 2048) == 20.0 * n
+    cfg = make_config("model=moe-7k", "budget.tokens_per_param=20")
+    s = spec.resolve(cfg)
+    assert s.flat()["tokens_per_param"] == pytest.approx(20.0, rel=0.01)  # what was asked, not D / N_total
+    row = plan.Row("moe-7k", cfg, s.flat())
+    assert plan.budget_n(row) == pytest.approx(s.flat()["flops_per_token/6N"] / 6) and plan.budget_n(row) < s.N
 
 
 def test_the_shipped_moe_ladder_trains_and_is_planned_from_moe_runs_only(tmp_path):

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from harness.errors import HarnessError
-from harness.fit.collect import collect, fit_table
+from harness.fit.collect import collect
 from harness.fit.law import fit_parametric
+from harness.fit.points import fit_table
 from harness.store import records
 from harness.store.wandb_log import wait_complete
 
@@ -90,7 +91,7 @@ def test_a_truncated_wandb_log_never_feeds_its_step_0_loss_into_the_fit(tmp_path
     clean = fit_table(collect(str(_copy_tiny(tmp_path / "a")))[0], n_convention="nonembed")[0]
     damaged_dir = _copy_tiny(tmp_path / "b")
     runs = collect(str(damaged_dir))[0]
-    dearest = runs.loc[runs["C"].idxmax()]
+    dearest = runs.loc[runs["C_6N"].idxmax()]
     cell = next(d for d, rec in records.iter_records(damaged_dir) if rec["cell_id"] == dearest["cell_id"])
     (log,) = cell.glob("wandb/offline-run-*/run-*.wandb")
     os.truncate(log, log.stat().st_size // 2)  # what a full disk or a killed sync leaves
@@ -308,7 +309,8 @@ def test_exported_runs_csv_reads_back_under_both_conventions(tmp_path):
             assert np.allclose(again[k], table[k]), k
     plain = tmp_path / "plain.csv"
     plain.write_text("N,D,loss\n1000,1000000,3.0\n")
-    with pytest.raises(HarnessError, match="needs an N_nonembed column"):
+    with pytest.raises(HarnessError, match=r"no run carries N_nonembed \(a CSV column N_nonembed, or for wandb runs "
+                                           r"col_N_nonembed=KEY\); use n_convention=total$"):
         fit_table(collect(str(plain))[0], n_convention="nonembed")
 
 
@@ -316,5 +318,5 @@ def test_missing_convention_column_suggests_the_other_convention():
     no_total = [{"id": "a", "state": "finished", "group": "g", "config": {},
                  "summary": {"val/loss": 3.0, "N_nonembed": 800, "D": 10**6, "status": "finished"}}]
     runs, _ = collect("wandb:me/p", api=FakeApi(no_total))
-    with pytest.raises(HarnessError, match="no run carries N_total; use n_convention=nonembed$"):
+    with pytest.raises(HarnessError, match=r"no run carries N_total .*; use n_convention=nonembed$"):
         fit_table(runs, n_convention="total")

@@ -11,8 +11,9 @@ import pytest
 
 from harness.cli_fit import fit_main
 from harness.errors import HarnessError
-from harness.fit.collect import collect, fit_table
+from harness.fit.collect import collect
 from harness.fit.law import predict
+from harness.fit.points import fit_table
 from harness.store import records
 
 LAW = dict(E=1.8, A=480.0, B=2000.0, alpha=0.35, beta=0.37)
@@ -153,8 +154,8 @@ def test_help_lists_every_option_with_default_and_comment(flag, capsys):
 
 
 def test_auto_convention_follows_the_runs(tmp_path):
-    from harness.cli_fit import resolve_convention
     from harness.fit.collect import collect
+    from harness.fit.points import resolve_convention
 
     own, _ = collect(str(ROOT / "results" / "tiny"))  # the harness's runs log N_nonembed
     assert resolve_convention(own, "auto") == "nonembed"

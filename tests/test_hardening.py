@@ -14,7 +14,8 @@ import pytest
 
 from harness import study
 from harness.config import compose, quote, unquote
-from harness.fit.collect import collect, fit_table
+from harness.fit.collect import collect
+from harness.fit.points import fit_table
 from harness.store import records
 from harness.train import cell, spec
 from harness.train.sweep import SweepReport

@@ -8,7 +8,8 @@ import time
 import pytest
 
 from harness import plan
-from harness.fit.collect import collect, fit_table
+from harness.fit.collect import collect
+from harness.fit.points import fit_table
 from harness.store import records
 from harness.store.lock import Busy, CellLock
 from tests.conftest import ROOT, cli

@@ -1,7 +1,8 @@
 """Fit side: run records -> a table -> scaling laws with intervals (torch-free, enforced by a test).
 
-  collect        records, wandb logs, a wandb project or a CSV -> one tidy table; mapping: where
-                 N, D, loss sit in runs the harness did not make
+  collect        records, wandb logs, a wandb project or a CSV -> one tidy runs table; mapping: where
+                 N, D, loss sit in runs the harness did not make; points: runs -> one point per cell
+                 under an n_convention (store/counts.py defines each count and convention)
   forms, law, lm the law forms, fitting and bootstrap (law), the Levenberg-Marquardt solver (lm)
   isoflop        Chinchilla approaches 1 and 2; allocate: N*(C), D*(C) of a fitted law
   backtest, extrapolation, frontier

@@ -1,12 +1,13 @@
 """Read runs back (sweep directory of wandb offline runs, wandb project, or CSV) into one table.
 
-`collect` returns every record (finished or not) as a tidy table; `fit_table` keeps finished
-runs, picks the N/C convention and averages repeated seeds of one cell, keeping their spread.
+`collect` returns every record (finished or not) as a tidy table whose count columns are
+store/counts.py's, whatever the source; points.fit_table makes the fitter's points of it.
 Everything comes from each run's logged config and summary, never from a run name.
 """
 
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 
 import numpy as np
@@ -14,36 +15,40 @@ import pandas as pd
 
 from harness.errors import HarnessError
 from harness.fit import mapping
-from harness.store import records
+from harness.store import counts, records
 from harness.store.wandb_log import exit_status, is_complete, read_wandb_log
 
-RUN_COLUMNS = ["run_id", "cell_id", "cell_key", "sweep", "status", "error", "N_total", "N_nonembed", "N_active", "D",
-               "C", "C_kaplan", "loss", "epochs", "U", "seed", "schedule", "model", "arch", "command", "env",
+RUN_COLUMNS = ["run_id", "cell_id", "cell_key", "sweep", "status", "error", *(c for c, _ in counts.COUNTS),
+               "loss", "loss_std", "n_seeds", "epochs", "U", "seed", "schedule", "model", "arch", "command", "env",
                "source"]
 # Summary keys cross-checked between summary.json and the wandb log.
 _CHECK_KEYS = ("val/loss", "N", "D", "C")
 
 
 def _record(summary: dict, *, run_id, status, error=None, cell_id=None, sweep=None, source="",
-            command=None, env=None):
-    """One tidy row from the training side's flat summary dict."""
+            command=None, env=None, extra=None):
+    """One tidy row from the training side's flat summary dict (`extra`: a CSV's columns, kept as
+    columns of the runs table where they are not one of its own, e.g. a group column)."""
     s = summary
 
     def num(key):
         v = s.get(key)
-        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan
+        return float(v) if isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) else np.nan
 
-    N, N_ne, D = num("N"), num("N_nonembed"), num("D")
-    C = num("C") if np.isfinite(num("C")) else 6 * N * D
-    C_k = num("C_kaplan") if np.isfinite(num("C_kaplan")) else 6 * N_ne * D
-    return {"run_id": str(run_id), "cell_id": s.get("cell_id", cell_id), "cell_key": s.get("cell_key"),
+    n_seeds = num("n_seeds")  # a run is one seed; a row of runs.csv says how many it pooled
+    row = {"run_id": str(run_id), "cell_id": s.get("cell_id", cell_id), "cell_key": s.get("cell_key"),
             "sweep": s.get("sweep", sweep), "status": status, "error": error,
-            "N_total": N, "N_nonembed": N_ne, "N_active": num("N_active") if "N_active" in s else N_ne, "D": D,
-            "C": C, "C_kaplan": C_k,
-            "loss": num("val/loss"), "epochs": num("epochs"), "U": num("unique_train_tokens"),
+            **counts.derive({col: s.get(key) for col, key in counts.COUNTS}),
+            "loss": num("val/loss"), "loss_std": num("loss_std"),
+            "n_seeds": int(n_seeds) if np.isfinite(n_seeds) else 1,
+            "epochs": num("epochs"), "U": num("unique_train_tokens"),
             "seed": s.get("seed"), "schedule": s.get("schedule"), "model": s.get("model"),
             "arch": s.get("arch"), "command": command,
             "env": records.env_key(env) if env else None, "source": str(source)}
+    return {**{k: v for k, v in (extra or {}).items() if k not in row and k not in _NOT_COLUMNS}, **row}
+
+
+_NOT_COLUMNS = {key for _, key in counts.COUNTS} | {"val/loss", "unique_train_tokens"}
 
 
 def _cross_check(a: dict, b: dict, where: str, warnings: list) -> None:
@@ -137,8 +142,17 @@ def read_wandb_project(path: str, api=None, group=None, sweep=None, columns=None
     return rows
 
 
+# Each quantity's CSV column when not mapped: harness-fit's runs.csv names the counts as
+# store/counts.py does; a plain table has N (taken as N_total), D or C, loss.
+_CSV_OWN = {"N": ("N_total", "N"), "N_nonembed": ("N_nonembed",), "N_active": ("N_active",), "D": ("D",),
+            "C": ("C_6N", "C"), "C_kaplan": ("C_kaplan",), "loss": ("loss",)}
+_CSV_META = {"cell": "cell_id", "U": "unique_train_tokens"}  # runs.csv columns read under another key
+
+
 def read_csv(path: Path, columns: dict) -> list[dict]:
-    """A CSV table; columns maps N, D, C, loss to the file's column names (D or C needed)."""
+    """A CSV table; columns maps N, D, C, loss (and N_nonembed, N_active, C_kaplan) to the file's
+    column names (D or C needed). harness-fit's own runs.csv reads back whole: every count, the
+    seeds a row pooled (n_seeds, loss_std), the cell keys and any group column."""
     try:
         df = pd.read_csv(path)
     except pd.errors.EmptyDataError:  # 0 bytes or blank lines: pandas finds not even a header
@@ -147,30 +161,29 @@ def read_csv(path: Path, columns: dict) -> list[dict]:
         raise HarnessError(f"cannot read CSV {path}: {exc}") from None
     if df.empty:
         raise HarnessError(f"CSV {path} has a header ({', '.join(map(str, df.columns))}) but no data rows")
-    col = {k: columns.get(k) or k for k in ("N", "D", "C", "loss")}
-    need = ["N", "loss"] + (["D"] if col["D"] in df.columns else ["C"])
-    missing = [col[k] for k in need if col[k] not in df.columns]
+    mapped = {k: v for k, v in (columns or {}).items() if v and v != mapping.DEFAULTS.get(k)}
+    col = {k: mapped.get(k) or next((c for c in own if c in df.columns), own[-1]) for k, own in _CSV_OWN.items()}
+    need = ["N", "loss"] + (["D"] if col["D"] in df.columns or "D" in mapped else ["C"])
+    missing = [col[k] for k in need + [k for k in mapped if k not in need] if col[k] not in df.columns]
     if missing:
-        raise HarnessError(f"CSV {path} lacks column(s) {missing} (has {list(df.columns)}); "
-                           "map names with col_N=, col_D=, col_C=, col_loss=")
+        raise HarnessError(f"CSV {path} lacks column(s) {missing} (has {list(df.columns)}); map names with "
+                           "col_N=, col_D=, col_C=, col_loss= (and col_N_nonembed=, col_N_active=, col_C_kaplan=)")
+    values = {k: pd.to_numeric(df[c], errors="coerce").to_numpy(float) for k, c in col.items() if c in df.columns}
     for k in need:
-        x = pd.to_numeric(df[col[k]], errors="coerce").to_numpy(float)
-        bad = np.flatnonzero(~np.isfinite(x) | (x <= 0))
+        bad = np.flatnonzero(~np.isfinite(values[k]) | (values[k] <= 0))
         if len(bad):
             raise HarnessError(f"CSV {path}: column {col[k]!r} has NaN or non-positive values "
                                f"(first at data row {bad[0] + 1})")
-    N = df[col["N"]].to_numpy(float)
-    D = df[col["D"]].to_numpy(float) if "D" in need else df[col["C"]].to_numpy(float) / (6 * N)
-    # harness-fit's own runs.csv also carries both N conventions, epochs and the schedule
-    extra = df[[k for k in ("N_total", "N_nonembed", "epochs", "schedule", "U", "arch", "model") if k in df.columns]]
+    if "D" not in need:
+        values["D"] = values["C"] / (6 * values["N"])
+    used = set(col.values()) | {"N", "C"}  # a runs.csv's N and C are its convention's: re-derived on reading
+    rest = df[[c for c in df.columns if c not in used]]
     rows = []
-    for i, known in enumerate(extra.to_dict("records")):
-        summary = {**known, "D": D[i], "val/loss": float(df[col["loss"]].iloc[i])}
-        if "U" in summary:
-            summary["unique_train_tokens"] = summary.pop("U")
-        summary["N"] = summary.pop("N_total", N[i])
-        summary["C"] = 6 * summary["N"] * D[i]
-        rows.append(_record(summary, run_id=f"row{i + 1}", status="finished", source=path))
+    for i, known in enumerate(rest.to_dict("records")):
+        summary = {_CSV_META.get(k, k): v for k, v in known.items()}
+        summary.update({mapping.KEYS[k]: float(v[i]) for k, v in values.items()})
+        rows.append(_record(summary, run_id=str(summary.pop("run_id", f"row{i + 1}")), status="finished",
+                            source=path, extra=summary))
     return rows
 
 
@@ -193,88 +206,10 @@ def collect(source: str, *, columns=None, api=None, group=None, sweep=None) -> t
             raise HarnessError(f"runs={source}: no such directory or file")
     if not rows:
         raise HarnessError(f"no runs found in {source}")
-    runs = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    extra = list(dict.fromkeys(k for r in rows for k in r if k not in RUN_COLUMNS))  # a CSV's group columns
+    runs = pd.DataFrame(rows, columns=RUN_COLUMNS + extra)
     envs = runs.loc[runs["status"] == "finished", "env"].dropna().value_counts()
     if len(envs) > 1:  # the environment is recorded, not part of a cell's identity (records.env_key)
         warnings.append("finished runs were computed in different environments (one cell's loss "
                         "differs between them): " + "; ".join(f"{n} under {e}" for e, n in envs.items()))
     return runs, warnings
-
-
-def _exclusion_reason(row, n_col: str, c_col: str) -> str | None:
-    # pandas 3 stores a missing error as NaN (truthy), hence the isinstance
-    why = f": {row['error']}" if isinstance(row["error"], str) and row["error"] else ""
-    if row["status"] != "finished":
-        return f"status {row['status']}{why}"
-    for k in (n_col, "D", c_col, "loss"):
-        v = row[k]
-        if not (np.isfinite(v) and v > 0):  # a finished run's error names a missing mapped key
-            return f"finished but {k} is missing, NaN or non-positive{why}"
-    return None
-
-
-def _no_n_message(runs: pd.DataFrame, n_convention: str, n_col: str) -> str:
-    """Why no run has the N the convention needs, and what to pass instead."""
-    other, other_col = ("total", "N_total") if n_convention == "nonembed" else ("nonembed", "N_nonembed")
-    if runs[other_col].notna().any():
-        hint = " (a CSV needs an N_nonembed column for nonembed)" if n_convention == "nonembed" else ""
-        return f"n_convention={n_convention}: no run carries {n_col}{hint}; use n_convention={other}"
-    # Neither convention: a mapped N that no run has (mapping.apply names it), or no mapping at all
-    mapped = next((e for e in runs["error"] if isinstance(e, str) and "(col_N=" in e), None)
-    return (f"no run carries N: {mapped}" if mapped else "no run carries N (N_total or N_nonembed); "
-            "for runs the harness did not make, say where N is: col_N=config.KEY or summary.KEY")
-
-
-def fit_table(runs: pd.DataFrame, n_convention="total", drop_highest=0, schedule="all", group_by=None) -> tuple:
-    """(fit table, excluded list): finished runs, one row per cell, seeds averaged.
-
-    n_convention picks N = total or non-embedding params and C from the matching column
-    (C = 6 N D, or Kaplan's 6 N_nonembed D). drop_highest removes the k highest-loss points
-    (Epoch's filter on the Chinchilla data removes 5). schedule keeps only runs trained with
-    that LR schedule ("cosine" or "wsd"; "all" keeps every run). group_by names a column kept
-    per row (runs of different groups are never averaged together)."""
-    if group_by and group_by not in runs.columns:
-        raise HarnessError(f"group_by={group_by!r} is not a run column (columns: {', '.join(runs.columns)})")
-    if n_convention not in ("total", "nonembed", "active"):
-        raise HarnessError(f"n_convention must be total, nonembed or active, got {n_convention!r}")
-    # active: an MoE's active non-embedding parameters, whose 6 N D is the logged C_kaplan (compute per token)
-    n_col, c_col = {"total": ("N_total", "C"), "nonembed": ("N_nonembed", "C_kaplan"),
-                    "active": ("N_active", "C_kaplan")}[n_convention]
-    if len(runs) and runs[n_col].isna().all():
-        raise HarnessError(_no_n_message(runs, n_convention, n_col))
-    if schedule != "all":
-        if schedule not in ("cosine", "wsd"):
-            raise HarnessError(f"schedule must be all, cosine or wsd, got {schedule!r}")
-        runs = runs[runs["schedule"] == schedule]
-    # A plain list: DataFrame.apply would turn the None of good rows into NaN.
-    reasons = [_exclusion_reason(row, n_col, c_col) for _, row in runs.iterrows()]
-    excluded = [{"run_id": r.run_id, "status": r.status, "reason": why}
-                for r, why in zip(runs.itertuples(), reasons) if why]
-    ok = runs[[why is None for why in reasons]].copy()
-    ok["N"], ok["C"] = ok[n_col], ok[c_col]
-    # Seeds of one cell share its cell_key (the config without the seed); runs logged without one
-    # fall back to their (N, D, schedule).
-    # (pandas 3 turns str(None) into NA, hence the plain-Python keys)
-    nd = [f"{n:g}|{d:g}" for n, d in zip(ok["N"], ok["D"])]
-    tag = ok[group_by].astype(str).tolist() if group_by else [""] * len(ok)
-    key = [k if isinstance(k, str) else f"{x}|{s}|{g}" for k, x, s, g in zip(ok["cell_key"], nd, ok["schedule"], tag)]
-    ok["cell"] = [c if isinstance(c, str) else x for c, x in zip(ok["cell_id"], nd)]
-    ok["key"] = key
-    table = ok.groupby(key, sort=False).agg(
-        cell=("cell", "first"), cell_key=("key", "first"),
-        N=("N", "first"), N_total=("N_total", "first"), N_nonembed=("N_nonembed", "first"),
-        D=("D", "first"), C=("C", "mean"), loss=("loss", "mean"), loss_std=("loss", "std"),
-        n_seeds=("loss", "size"), epochs=("epochs", "mean"), schedule=("schedule", "first"),
-        run_id=("run_id", lambda s: ",".join(s)), status=("status", "first"), U=("U", "first"),
-        arch=("arch", "first"), model=("model", "first"),
-        **({group_by: (group_by, "first")} if group_by and group_by not in ("arch", "model", "schedule") else {}))
-    table = table.reset_index(drop=True).sort_values(["C", "N"]).reset_index(drop=True)
-    if drop_highest > 0:
-        worst = table["loss"].nlargest(drop_highest).index
-        excluded += [{"run_id": table.loc[i, "run_id"], "status": "finished",
-                      "reason": f"drop_highest={drop_highest} (loss {table.loc[i, 'loss']:.4g})"}
-                     for i in worst]
-        table = table.drop(index=worst).reset_index(drop=True)
-    if table.empty:
-        raise HarnessError("no finished runs with valid N, D, C and loss to fit")
-    return table, excluded

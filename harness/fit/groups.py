@@ -1,14 +1,17 @@
 """Laws side by side: fit each group of runs (e.g. group_by=arch) with one form, test the difference.
 
 This answers "is architecture X a better scaling lever?": each group gets its own law and
-bootstrap; the groups are resampled independently, so sample-wise differences of their bootstrap
-draws give the difference's distribution. Compared, each group against the reference group (`ref`,
-default the first): every exponent of the form, the compute-optimal loss at a reference compute
-C_ref (the largest C the groups share), and the compute multiplier: the factor of compute at which
-the reference's law reaches the group's compute-optimal loss, at C_ref and projected to 10 C_ref
-(> 1: the group gets there with less compute). numpy only, no I/O.
+bootstrap; the groups are resampled independently (each with its own seed, group_seed), so
+sample-wise differences of their bootstrap draws give the difference's distribution. Compared,
+each group against the reference group (`ref`, default the first): every exponent of the form,
+the compute-optimal loss at a reference compute C_ref (the largest C the groups share), and the
+compute multiplier: the factor of compute at which the reference's law reaches the group's
+compute-optimal loss, at C_ref and projected to 10 C_ref (> 1: the group gets there with less
+compute). numpy only, no I/O.
 """
 from __future__ import annotations
+
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -92,18 +95,18 @@ def compare(table: pd.DataFrame, column: str, form: forms.Form, n_bootstrap=1000
     for g in names:
         part = table[table[column] == g]
         X, L = forms.data(form, part), part["loss"].to_numpy(float)
-        fit = bootstrap_form(fit_form(form, X, L), X, L, n_bootstrap, seed)
+        fit = bootstrap_form(fit_form(form, X, L), X, L, n_bootstrap, group_seed(seed, g))
         z = fit.z_samples if fit.z_samples is not None and len(fit.z_samples) else fit.z[None]
         fits[g] = (fit, z)
         at[g] = (allocation(fit, fit.z[None], budgets)["loss_opt"][0], allocation(fit, z, budgets)["loss_opt"])
         draws[g] = {**{k: fit.samples[:, j] for j, k in enumerate(form.params) if k in EXPONENTS},
                     "loss_opt_at_C_ref": at[g][1][:, 0]}
-        laws[str(g)] = {"n_points": int(len(part)), "params": fit.params,
+        laws[str(g)] = {"n_points": int(len(part)), "bootstrap_seed": group_seed(seed, g), "params": fit.params,
                         "ci95": {k: (None if k in fit.not_identified else v) for k, v in fit.ci95.items()},
                         "not_identified": fit.not_identified,
                         "loss_opt_at_C_ref": float(at[g][0][0]),
                         "frontier": frontier(fit, float(part["C"].min()), budgets[1]),
-                        "isoflop": group_isoflop(part, n_bootstrap, seed, tol_dex)}
+                        "isoflop": group_isoflop(part, n_bootstrap, group_seed(seed, g), tol_dex)}
     first = names[0]
     diffs = {f"{first} - {g}": {k: difference(draws[first][k], draws[g][k]) for k in draws[first]}
              for g in names[1:]}
@@ -111,7 +114,16 @@ def compare(table: pd.DataFrame, column: str, form: forms.Form, n_bootstrap=1000
                      for i, (label, c) in enumerate(zip(("at_C_ref", "at_10_C_ref"), budgets))} for g in names[1:]}
     return {"column": column, "form": form.label, "C_ref": c_ref, "ref": str(first), "laws": laws,
             "differences": diffs, "multipliers": mult,
-            "test": "independent bootstrap of each group; p-value = 2 min(P(d <= 0), P(d >= 0))"}
+            "test": "independent bootstrap of each group (its own seed, laws.*.bootstrap_seed); "
+                    "p-value = 2 min(P(d <= 0), P(d >= 0))"}
+
+
+def group_seed(seed: int, name) -> int:
+    """Group `name`'s bootstrap seed: a stream of its own, fixed by the fit's seed and the group's name.
+    With one seed for every group, groups of equal size draw the same resample rows, so their draws
+    are correlated and every difference's and multiplier's interval comes out too narrow. A group's
+    law and intervals are those of `harness-fit` on its runs alone with seed=group_seed(seed, name)."""
+    return int(np.random.SeedSequence([int(seed), zlib.crc32(str(name).encode())]).generate_state(1)[0])
 
 
 def group_isoflop(part: pd.DataFrame, n_bootstrap: int, seed: int, tol_dex: float) -> dict | None:

@@ -47,7 +47,9 @@ PUBLISHED = {
                                   B=float(np.exp(6.0179186)), alpha=0.33917084, beta=0.2849083),
     "epoch2024": Law("Besiroglu et al. 2024 (Epoch AI replication)", "arXiv:2404.10102 eq. 3",
                      "total", E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658),
-    "kaplan2020": Law("Kaplan et al. 2020 L(N, D)", "arXiv:2001.08361 eq. 1.5 / table 2",
-                      "nonembed", kaplan={"alpha_N": 0.076, "alpha_D": 0.095,
-                                          "N_c": 8.8e13, "D_c": 5.4e13}),
+    # Table 2's joint fit of eq. 1.5. The single-variable fits of eqs. 1.1-1.2 (alpha_D 0.095,
+    # N_c 8.8e13, D_c 5.4e13) are a different law and do not belong here.
+    "kaplan2020": Law("Kaplan et al. 2020 L(N, D)", "arXiv:2001.08361 eq. 1.5, table 2",
+                      "nonembed", kaplan={"alpha_N": 0.076, "alpha_D": 0.103,
+                                          "N_c": 6.4e13, "D_c": 1.8e13}),
 }

@@ -1,27 +1,32 @@
-"""Where N, D, C and loss sit in a wandb run the harness did not make (harness-fit col_N= ...).
+"""Where a run's counts and loss sit in a wandb run the harness did not make (harness-fit col_N= ...).
 
 A spec is `config.KEY`, `summary.KEY`, or a bare KEY meaning the summary key, else the config key.
 Dots after the first belong to KEY: `config.model.n_params` walks the nested config, while
 `summary.eval/loss` is the one summary key `eval/loss` (a key that exists flat, dots and all, wins
-over the walk). When every spec is its default (N, D, C, loss) there is no mapping, and the
-collector reads the harness's own summary keys (N, N_nonembed, D, C, C_kaplan, val/loss) as before.
+over the walk). A spec left at its default is the harness's own summary key (store/counts.py); only
+what is mapped is read elsewhere, and a count that follows from mapped ones (N_active from
+N_nonembed, each C from its N and D) is derived from them, never taken from an unmapped key beside
+them. So `col_loss=val/loss` (the default key spelt out) changes nothing.
 """
 
 from __future__ import annotations
 
 import math
 
-DEFAULTS = {"N": "N", "D": "D", "C": "C", "loss": "loss"}
-# The quantities a mapping replaces; every other summary key (seed, cell_id, schedule, status...)
-# passes through. N_nonembed and C_kaplan go: a mapped N is one count, taken as the total.
-_REPLACED = ("N", "N_nonembed", "D", "C", "C_kaplan", "val/loss")
+# option suffix (col_<key>) -> the harness's summary key it replaces; the default spec of each is that key
+KEYS = {"N": "N", "N_nonembed": "N_nonembed", "N_active": "N_active", "D": "D", "C": "C",
+        "C_kaplan": "C_kaplan", "loss": "val/loss"}
+DEFAULTS = {"N": "N", "N_nonembed": "N_nonembed", "N_active": "N_active", "D": "D", "C": "C",
+            "C_kaplan": "C_kaplan", "loss": "loss"}
+# A count that follows from others: unmapped while any of those is mapped, it is derived (counts.derive)
+_DERIVED_FROM = {"N_active": ("N_nonembed",), "C": ("N", "D"), "C_kaplan": ("N_active", "N_nonembed", "D")}
 _MISSING = object()
 
 
 def given(columns: dict | None) -> dict | None:
-    """The full mapping when the user changed any default, else None."""
-    full = {**DEFAULTS, **{k: v for k, v in (columns or {}).items() if v}}
-    return None if full == DEFAULTS else full
+    """{key: spec} of what the user mapped away from its default (the harness's own key), or None."""
+    mapped = {k: v for k, v in (columns or {}).items() if v and v != DEFAULTS.get(k) and v != KEYS.get(k)}
+    return mapped or None
 
 
 def _lookup(tree: dict, key: str):
@@ -52,7 +57,7 @@ def _number(value) -> float:
 
 
 def apply(mapping: dict, config: dict, summary: dict) -> tuple[dict, str | None]:
-    """(summary with N, D and val/loss read where `mapping` says, why the run cannot be fitted).
+    """(summary with each mapped quantity read where `mapping` says, why the run cannot be fitted).
 
     The reason names every mapped key the run lacks or holds as a non-number; None when all are
     there. D comes from C / (6 N) only when the user mapped C and not D."""
@@ -69,9 +74,12 @@ def apply(mapping: dict, config: dict, summary: dict) -> tuple[dict, str | None]
             problems.append(f"{where} is {value!r}, not a number (col_{col}={mapping[col]})")
             return math.nan
 
-    N, loss = read("N"), read("loss")
-    only_C = mapping["C"] != DEFAULTS["C"] and mapping["D"] == DEFAULTS["D"]
-    D = read("C") / (6 * N) if only_C else read("D")
-    out = {k: v for k, v in summary.items() if k not in _REPLACED}
-    out.update({"N": N, "D": D, "val/loss": loss})
+    out = dict(summary)
+    for col, sources in _DERIVED_FROM.items():  # derived from what is mapped, not read beside it
+        if col not in mapping and any(s in mapping for s in sources):
+            out.pop(KEYS[col], None)
+    out.update({KEYS[col]: read(col) for col in mapping})
+    if "C" in mapping and "D" not in mapping:
+        N = out.get("N")
+        out["D"] = out["C"] / (6 * N) if isinstance(N, (int, float)) and not isinstance(N, bool) else math.nan
     return out, ("; ".join(problems) or None)

@@ -99,3 +99,32 @@ def score(prediction: dict, table: pd.DataFrame) -> dict:
             "not_yet_run": missing,
             "mean_abs_rel_error": float(np.mean([abs(r["rel_error"]) for r in rows])) if rows else None,
             "n_inside_pi95": sum(r["inside_pi95"] for r in rows)}
+
+
+def by_group(table: pd.DataFrame, cells: list[dict], group_by: str, convention: str, seed: int = 0,
+             **options) -> dict:
+    """prediction.json's layout for cells {cell_key, N, D, group}, each answered by its own group's
+    law: harness-fit's analysis of that group's runs alone (`options` are analyse's), bootstrapped
+    with the group's own seed (groups.group_seed). harness-fit predict= and harness-study share it."""
+    from harness.fit.analysis import analyse
+    from harness.fit.groups import group_seed
+
+    parts = {}
+    for g in sorted({c["group"] for c in cells}):
+        sub = table[table[group_by].astype(str) == g]
+        if sub.empty:
+            raise HarnessError(f"cells of {group_by}={g} have no fitted runs of that {group_by}")
+        results, fits = analyse(sub, seed=group_seed(seed, g), **options)
+        mine = [{k: c[k] for k in ("cell_key", "N", "D")} for c in cells if c["group"] == g]
+        parts[g] = make(fits[results["model_choice"]["headline"]], sub, mine, convention, fits)
+        parts[g]["why_form"] = results["model_choice"]["why"]
+    first = next(iter(parts.values()))
+    return {"created": first["created"], "fitted_on": sorted(k for p in parts.values() for k in p["fitted_on"]),
+            "form": ", ".join(sorted({p["form"] for p in parts.values()})), "group_by": group_by,
+            "convention": first["convention"],
+            "fitted_compute_max": max(p["fitted_compute_max"] for p in parts.values()),
+            "groups": {g: {"form": p["form"], "why_form": p["why_form"], "n_fitted": len(p["fitted_on"]),
+                           "bootstrap_seed": group_seed(seed, g), "fitted_compute_max": p["fitted_compute_max"]}
+                       for g, p in parts.items()},
+            "cells": [{**c, "group": g, "form": p["form"]} for g, p in parts.items() for c in p["cells"]],
+            "compute_optimal": [{**c, "group": g} for g, p in parts.items() for c in p["compute_optimal"]]}

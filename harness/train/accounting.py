@@ -106,10 +106,10 @@ def budget_tokens(b: BudgetConfig, m: ModelConfig, vocab_size: int) -> float:
     value = getattr(b, kind)
     if not value > 0:
         raise HarnessError(f"budget.{kind}={value} must be positive")
-    n, n_ne = param_counts(m, vocab_size)
     if kind == "tokens":
         return float(value)
-    if kind == "tokens_per_param":
+    if kind == "tokens_per_param":  # per parameter a token uses, as the FLOP budgets count (store/counts.py)
+        n, n_ne = active_counts(m, vocab_size)
         return value * (n_ne if b.convention == "kaplan" else n)
     return value / flops_per_token(m, vocab_size)[b.convention]
 

@@ -89,7 +89,7 @@ class Spec:
         c = self.C
         out = {"cell_id": self.cell_id, "cell_key": self.cell_key, "N": self.N,
                "N_nonembed": self.N_nonembed, "N_active": self.N_active, "D": self.D, "steps": self.steps,
-               "batch_tokens": self.batch_tokens, "tokens_per_param": self.D / self.N,
+               "batch_tokens": self.batch_tokens, "tokens_per_param": 6 * self.D / self.flops_per_token["6N"],
                "C": c["6N"], "C_attn": c["6N_attn"], "C_kaplan": c["kaplan"], "lr": self.lr,
                "warmup_tokens": self.warmup_tokens, "schedule": self.schedule}
         out.update({f"flops_per_token/{k}": v for k, v in self.flops_per_token.items()})
