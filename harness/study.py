@@ -275,13 +275,13 @@ def _main(argv: list[str]) -> int:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(made, indent=2) + "\n")
         tmp.replace(path)
-        from harness.fit.ask import dex
+        from harness.fit.ask import where
 
         print(f"harness-study: wrote {path} ({made['form']}, fitted on {len(made['fitted_on'])} cells) before "
               f"training the {len(held)} held-out cells:")
         for c in made["cells"]:
             print(f"  {c['cell_key']}: predicted {c['predicted']:.4f} [{c['pi95'][0]:.4f}, {c['pi95'][1]:.4f}] "
-                  f"at {dex(c['projection_dex'])} beyond the fitted compute")
+                  f"at {where(c)}")
     run_stage("holdout", study.holdout, common, config_dir)
     fit_args = [f"runs={sweep_dir}", f"out={sweep_dir / study.out}", f"prediction={path}", *study.fit_args]
     if args["compare"]:

@@ -133,3 +133,56 @@ def test_harness_fit_predict_without_a_column_is_one_line(tmp_path, capsys):
     rc = fit_main([f"runs={tmp_path}", f"out={tmp_path / 'o'}", f"predict={ask}"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "missing column(s) D" in err[0]
+
+
+def test_distance_is_measured_in_n_and_d_not_only_in_c():
+    from harness.fit.extrapolation import Design
+
+    N, D = design()
+    box = Design.of(N, D)
+    c_max = np.max(6 * N * D)
+    inside = box.distance(N, D)
+    assert np.all(inside == 0)  # every fitted point lies inside its own design
+    big = box.parts([2 * N.max()], [c_max / (12 * N.max())])  # a 2x bigger model at the fitted compute
+    assert big["C"][0] == pytest.approx(0, abs=1e-12) and big["N"][0] == pytest.approx(np.log10(2))
+    assert big["D/N"][0] > 0  # fewer tokens per parameter than any fitted run: recorded
+    assert box.distance([2 * N.max()], [c_max / (12 * N.max())])[0] == pytest.approx(np.log10(2))
+    i = np.argmax(N * D)  # the fitted shape at +1 dex: N and D each x10^0.5, as the compute-only measure
+    assert box.distance([N[i] * 10 ** 0.5], [D[i] * 10 ** 0.5])[0] == pytest.approx(1.0)
+
+
+def test_a_bigger_model_at_the_fitted_compute_gets_a_form_term_and_an_inside_point_none():
+    N, D = design()
+    rng = np.random.default_rng(3)
+    L = coverage.truth("broken_power_law", BASE, N, D, rng)(N, D) * np.exp(rng.normal(0, 0.005, len(N)))
+    fits, _, _ = fit_forms(pd.DataFrame({"N": N, "D": D, "C": 6 * N * D, "loss": L}), ("chinchilla",),
+                           n_bootstrap=40)
+    fit = fits["chinchilla"]
+    assert fit.form_error is not None and set(fit.form_error.by_axis) == {"C", "N", "D/N"}  # every axis back-tested
+    n_out, d_out = coverage.held_out(N, D, axis="N")
+    parts = interval_parts(fit, forms.data(fit.form, pd.DataFrame({"N": n_out, "D": d_out})))["parts"]
+    assert np.all(parts["form"] > 0) or fit.form_error.per_dex == 0
+    inner = interval_parts(fit, forms.data(fit.form, pd.DataFrame({"N": N[:3], "D": D[:3]})))["parts"]
+    assert np.all(inner["form"] == 0)  # inside the fitted design: today's interval, no form term
+
+
+@pytest.mark.parametrize("axis", ["N", "D/N"])
+def test_a_misspecified_law_is_covered_outside_the_design_along_n_and_d_over_n(axis):
+    """The truth's N exponent breaks inside or beyond the data; queries leave the design at the
+    fitted compute: 2x the largest N, or 3x beyond the fitted D/N range. >= 90 % covered, not uselessly."""
+    N, D = design()
+    res = coverage.coverage("broken_power_law", BASE, N, D, noise=0.005, n_draws=50, n_bootstrap=40, axis=axis)
+    assert res["coverage"] >= 0.90, res
+    assert res["width_to_error"] < 8, res
+
+
+def test_an_interval_covers_the_forms_that_disagree_with_it():
+    from harness.fit.frontier import cover_forms
+
+    row = {"pi95": [4.0, 4.1]}
+    others = {"forms": {"kaplan": {"predicted": 4.3, "pi95": [4.25, 4.35]}, "chinchilla": {"predicted": 4.05,
+                                                                                        "pi95": [4.0, 4.1]}},
+              "disagree": ["kaplan"]}
+    out = cover_forms(row, others)
+    assert out["pi95"] == [4.0, 4.35] and out["pi95_form"] == [4.0, 4.1]
+    assert "pi95_form" not in cover_forms(row, {**others, "disagree": []})

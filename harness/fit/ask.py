@@ -53,15 +53,24 @@ def dex(x: float) -> str:
     return f"{round(float(x), 2) + 0.0:+.2f} dex"
 
 
+def where(c: dict) -> str:
+    """'+0.30 dex outside the fitted design (N +0.30, D/N +0.12)', or '... beyond the fitted compute'
+    for a prediction written before distances had parts."""
+    if "distance_dex" not in c:
+        return f"{dex(c['projection_dex'])} beyond the fitted compute"
+    parts = ", ".join(f"{k} {dex(v)[:-4]}" for k, v in c["distance_parts"].items() if round(v, 2) > 0)
+    return f"{dex(c['distance_dex'])} outside the fitted design" + (f" ({parts})" if parts else "")
+
+
 def answer_line(c: dict) -> str:
-    """'name: N=…, D=… (+x dex beyond the fitted compute): loss 4.21 [4.17, 4.24]' (and a warning
-    when the forms disagree there)."""
+    """'name: N=…, D=… (+x dex outside the fitted design (N +x)): loss 4.21 [4.17, 4.24]' (and a
+    warning when the forms disagree there: the interval then covers them)."""
     who = f"{c['cell_key']} ({c['group']} law)" if c.get("group") else c["cell_key"]
-    line = (f"{who}: N={c['N']:.4g}, D={c['D']:.4g} ({dex(c['projection_dex'])} beyond the fitted "
-            f"compute): loss {c['predicted']:.4f}, 95 % interval [{c['pi95'][0]:.4f}, {c['pi95'][1]:.4f}]")
+    line = (f"{who}: N={c['N']:.4g}, D={c['D']:.4g} ({where(c)}): loss {c['predicted']:.4f}, "
+            f"95 % interval [{c['pi95'][0]:.4f}, {c['pi95'][1]:.4f}]")
     if c.get("disagree"):
         others = "; ".join(f"{lab} {e['predicted']:.4f}" for lab, e in c["forms"].items() if lab in c["disagree"])
-        line += f"; the forms disagree beyond their intervals here ({others}): no one number is trustworthy"
+        line += f"; the forms disagree here ({others}): the interval is widened to cover them"
     return line
 
 

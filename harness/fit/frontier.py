@@ -99,6 +99,8 @@ def section(fit: Fit, fits: dict, head: str, iso: dict | None, budgets, c_max: f
                "D_opt": float(point["D_opt"][j]), "loss_opt": float(point["loss_opt"][j]),
                "tokens_per_param": float(point["D_opt"][j] / point["N_opt"][j]),
                "alternatives_N_opt": {k: float(np.exp(v[j])) for k, v in alts.items()}}
+        if fit.form_error is not None:  # where the optimum lies against the fitted design, in N, D, D/N and C
+            row.update(fit.form_error.design.describe(point["N_opt"], point["D_opt"], j))
         if s is not None:
             row["stderr"], row["ci95_parameter"] = summarise({
                 "N_opt": s["N_opt"][:, j], "D_opt": s["D_opt"][:, j], "loss_opt": s["loss_opt"][:, j],
@@ -127,7 +129,20 @@ def horizon(fit: Fit, fits: dict, head: str, iso: dict | None, c_max: float, see
         p = iv["point"]["N_opt"]
         factor = np.maximum(iv["hi"]["N_opt"] / p, p / iv["lo"]["N_opt"])
         out["N_opt"] = {f"x{f:g}": first_passing(HORIZON_DEX, factor, f) for f in N_FACTORS}
+    out["in_N_and_D"] = {kind: {w: _optimum_at(fit, c_max, x) for w, x in out[kind].items()}
+                         for kind in ("loss", "N_opt") if kind in out}
     return out
+
+
+def _optimum_at(fit: Fit, c_max: float, dex: float | None) -> dict | None:
+    """A horizon stated in the space a user moves in: the compute-optimal N and tokens per parameter
+    at `dex` beyond the largest fitted C (None: no horizon within the search)."""
+    if dex is None:
+        return None
+    C = c_max * 10 ** dex
+    p = allocation(fit, fit.z[None], [C])
+    n, d = float(p["N_opt"][0, 0]), float(p["D_opt"][0, 0])
+    return {"dex": dex, "C": C, "N_opt": n, "tokens_per_param": d / n}
 
 
 def _slope(C, Y):
@@ -136,6 +151,17 @@ def _slope(C, Y):
     with np.errstate(invalid="ignore", divide="ignore"):
         y = np.log(Y)
     return (y - y.mean(axis=-1, keepdims=True)) @ x / (x @ x)
+
+
+def cover_forms(row: dict, others: dict) -> dict:
+    """A prediction row's interval widened to cover every form that disagrees with it (the forms'
+    spread is part of the error where they part); the headline form's own interval kept as pi95_form."""
+    out = dict(others)
+    if others["disagree"]:
+        ends = [v for lab in others["disagree"] for v in others["forms"][lab]["pi95"]]
+        out["pi95_form"] = row["pi95"]
+        out["pi95"] = [min(row["pi95"][0], *ends), max(row["pi95"][1], *ends)]
+    return out
 
 
 def forms_at(fits: dict, head: str, X: dict, seed=0) -> list[dict]:

@@ -15,12 +15,15 @@ def horizon_md(results: dict) -> list[str]:
     lines = ["## How far the law holds", ""]
     fe = (co or {}).get("form_error")
     if fe:
-        lines += [f"Form error of the headline, measured on its own rollout ({fe['n_predictions']} predictions "
-                  f"from {fe['n_splits']} splits): sd {fe['per_dex']:.2%} of the loss per dex beyond the largest "
-                  "fitted C. Every interval below adds it to the parameter (bootstrap) and noise (residual) "
-                  "parts; N\\* and D\\* add instead the spread of the other laws' N\\*(C) about the headline's.", ""]
+        axes = ", ".join(f"{n} along {a}" for a, n in (fe.get("by_axis") or {}).items())
+        lines += [f"Form error of the headline, measured on its own back-tests ({fe['n_predictions']} predictions "
+                  f"from {fe['n_splits']} splits{': ' + axes if axes else ''}): sd {fe['per_dex']:.2%} of the loss "
+                  "per dex outside the fitted design (the largest of a query's excesses beyond the fitted N range, "
+                  "the largest D and the largest C). Every interval below adds it to the parameter (bootstrap) and "
+                  "noise (residual) parts; N\\* and D\\* add instead the spread of the other laws' N\\*(C) "
+                  "about the headline's.", ""]
     else:
-        lines += ["The rollout made no prediction (too few compute groups), so **the form error is not measured** "
+        lines += ["The back-tests made no prediction (too few compute groups), so **the form error is not measured** "
                   "and the intervals below hold parameter and noise only: they assume the form is right.", ""]
     if hz:
         loss, nopt = hz.get("loss", {}), hz.get("N_opt", {})
@@ -29,6 +32,12 @@ def horizon_md(results: dict) -> list[str]:
                   "| L\\* ±1 % | L\\* ±2 % | L\\* ±5 % | N\\* ×1.5 | N\\* ×2 |", "|---|---|---|---|---|",
                   "| " + " | ".join(_dex(loss.get(k)) for k in ("1%", "2%", "5%")) + " | "
                   + " | ".join(_dex(nopt.get(k)) for k in ("x1.5", "x2")) + " |", ""]
+        at = [(f"L\\* ±{w}", v) for w, v in hz.get("in_N_and_D", {}).get("loss", {}).items() if v]
+        at += [(f"N\\* {f.replace('x', '×')}", v) for f, v in hz.get("in_N_and_D", {}).get("N_opt", {}).items() if v]
+        if at:
+            lines += ["In N and tokens per parameter, the compute-optimal model at each horizon: "
+                      + "; ".join(f"{lab}: N\\* = {_g(v['N_opt'], '.3g')} at {v['tokens_per_param']:.1f} tokens/param"
+                                  for lab, v in at) + ".", ""]
     if co and co.get("budgets") and co["budgets"][0].get("parts"):
         lines += ["Parts of each 95 % interval (half-widths in log, ≈ relative):", "",
                   "| C | beyond fitted C | N\\*: parameter | N\\*: form | L\\*: parameter | L\\*: noise | L\\*: form |",
@@ -46,5 +55,5 @@ def horizon_md(results: dict) -> list[str]:
                               for lab, e in row["forms"].items())
             lines.append(f"- **The forms disagree at C = {_g(row['C'], '.3g')} (+{row['projection_dex']:.1f} dex)** "
                          f"beyond their intervals ({', '.join(row['disagree'])} vs the headline): {forms}. "
-                         "No one number is trustworthy there.")
+                         "Predictions there carry an interval widened to cover them.")
     return lines + [""]
