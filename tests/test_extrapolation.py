@@ -166,6 +166,7 @@ def test_a_bigger_model_at_the_fitted_compute_gets_a_form_term_and_an_inside_poi
     assert np.all(inner["form"] == 0)  # inside the fitted design: today's interval, no form term
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("axis", ["N", "D/N"])
 def test_a_misspecified_law_is_covered_outside_the_design_along_n_and_d_over_n(axis):
     """The truth's N exponent breaks inside or beyond the data; queries leave the design at the
