@@ -320,3 +320,14 @@ def test_missing_convention_column_suggests_the_other_convention():
     runs, _ = collect("wandb:me/p", api=FakeApi(no_total))
     with pytest.raises(HarnessError, match=r"no run carries N_total .*; use n_convention=nonembed$"):
         fit_table(runs, n_convention="total")
+
+
+def test_one_wandb_run_found_twice_is_read_once(tmp_path):
+    """wandb's `latest-run` link, copied as a folder (cp -r, shutil.copytree), holds the same log again."""
+    from tests.conftest import ROOT
+
+    src = next((ROOT / "results" / "tiny").rglob("offline-run-*"))
+    for name in (src.name, "latest-run"):
+        shutil.copytree(src, tmp_path / "wandb" / name)
+    runs, _ = collect(str(tmp_path))
+    assert len(runs) == 1 and runs["status"].iloc[0] == "finished"

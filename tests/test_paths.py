@@ -18,6 +18,8 @@ from harness.fit.groups import group_seed
 ROOT = Path(__file__).resolve().parents[1]
 # The settings every path shares; a short bootstrap keeps the test tier quick (the draws are seeded).
 FAST = ["n_bootstrap=12", "holdout=2"]
+# What a fresh clone holds of a run (the rest is .gitignore'd: wandb's latest-run link, its logs, files/, tmp/).
+AS_CLONED = shutil.ignore_patterns("latest-run", "*.log", "files", "tmp")
 # Where a path is allowed to differ: where the runs were read from and how long the fit took.
 NOT_THE_LAW = {"provenance", "created", "asked"}
 # A third party's names for every count the harness writes (runs.csv column -> theirs).
@@ -49,7 +51,7 @@ def _runs(study: str, dst: Path, keep=lambda name: True) -> Path:
     dst.mkdir(parents=True)
     for d in sorted((ROOT / "results" / study).iterdir()):
         if d.is_dir() and keep(d.name) and any(d.rglob("summary.json")):
-            shutil.copytree(d, dst / d.name)
+            shutil.copytree(d, dst / d.name, ignore=AS_CLONED)
     return dst
 
 

@@ -7,6 +7,7 @@ Everything comes from each run's logged config and summary, never from a run nam
 
 from __future__ import annotations
 
+import hashlib
 import numbers
 from pathlib import Path
 
@@ -110,7 +111,12 @@ def read_directory(root: Path, warnings: list, columns=None) -> list[dict]:
     for run_dir, meta in records.iter_records(root):
         owned.add(run_dir.resolve())
         rows.append(_from_record(run_dir, meta, warnings, columns))
+    seen = set()
     for wb in sorted(root.rglob("run-*.wandb")):
+        same = (wb.name, hashlib.sha1(wb.read_bytes()).hexdigest())  # one log byte for byte: read once
+        if same in seen:  # wandb's `latest-run` link, or a copy of it as a folder (cp -r, copytree)
+            continue
+        seen.add(same)
         if not any(p in owned for p in wb.resolve().parents):  # a record's own logs (any attempt)
             rows.append(_from_log(wb, columns))
     return rows
