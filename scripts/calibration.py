@@ -65,11 +65,11 @@ def rollout_coverage(table: pd.DataFrame, seed=0) -> list[dict]:
         fit = fits[head]
         iv = interval_parts(fit, forms.data(fit.form, test), seed=seed)
         c_cut = train["C"].max()
-        box = Design.of(train["N"], train["D"])
+        where = Design.of(train["N"], train["D"]).describe(test["N"], test["D"])
         for j in range(len(test)):
             m = float(test["loss"][j])
             rows.append({"axis": axis, "k": k, "form": head, "projection_dex": float(np.log10(test["C"][j] / c_cut)),
-                         **box.describe(test["N"], test["D"], j),
+                         **where[j],
                          "inside": bool(iv["lo"][j] <= m <= iv["hi"][j]),
                          "rel_error": float(iv["point"][j] / m - 1),
                          "halfwidth": float(np.log(iv["hi"][j] / iv["lo"][j]) / 2),

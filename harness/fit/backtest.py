@@ -85,9 +85,8 @@ def rollout(form: forms.Form, X: dict, L, C, tol_dex=0.02) -> dict:
         if train.sum() <= form.n_free + 1:
             continue
         c_cut = C[train].max()
-        for p in _predict_held_out(form, X, L, train, "C", k):
-            i = p.pop("i")
-            preds.append({**p, "C": float(C[i]), "projection_dex": float(np.log10(C[i] / c_cut))})
+        preds += [{**p, "projection_dex": float(np.log10(p["C"] / c_cut))}
+                  for p in _predict_held_out(form, X, L, C, train, "C", k)]
     out = {"form": form.label, "n_groups": int(groups.max() + 1), "predictions": preds}
     if not preds:
         return {**out, "skipped": "too few compute groups below the largest to fit this form"}
@@ -101,7 +100,7 @@ def rollout(form: forms.Form, X: dict, L, C, tol_dex=0.02) -> dict:
     return out
 
 
-def _predict_held_out(form: forms.Form, X: dict, L, train: np.ndarray, axis: str, k: int) -> list[dict]:
+def _predict_held_out(form: forms.Form, X: dict, L, C, train: np.ndarray, axis: str, k: int) -> list[dict]:
     """Fit the `train` mask, predict every other run; each prediction with its distance outside the
     split's own design (extrapolation.Design) and that distance's parts."""
     from harness.fit.extrapolation import Design
@@ -109,13 +108,10 @@ def _predict_held_out(form: forms.Form, X: dict, L, train: np.ndarray, axis: str
     fit = fit_form(form, forms.subset(X, train), L[train], n_keep=4)
     test = np.flatnonzero(~train)
     pred = np.exp(form.log_predict(fit.z[None], forms.subset(X, ~train))[0])
-    design = Design.of(X["N"][train], X["D"][train])
-    where = design.parts(X["N"][test], X["D"][test])
-    return [{"axis": axis, "k": k, "i": int(i), "N": float(X["N"][i]), "D": float(X["D"][i]),
-             "loss": float(L[i]), "pred": float(p), "rel_error": float((p - L[i]) / L[i]),
-             "distance_dex": float(design.distance(X["N"][test], X["D"][test])[j]),
-             "distance_parts": {a: float(v[j]) for a, v in where.items()}}
-            for j, (i, p) in enumerate(zip(test, pred))]
+    where = Design.of(X["N"][train], X["D"][train]).describe(X["N"][test], X["D"][test])
+    return [{"axis": axis, "k": k, "N": float(X["N"][i]), "D": float(X["D"][i]), "C": float(C[i]),
+             "loss": float(L[i]), "pred": float(p), "rel_error": float((p - L[i]) / L[i]), **w}
+            for i, p, w in zip(test, pred, where)]
 
 
 def axis_masks(N, D) -> list[tuple[str, int, np.ndarray]]:
@@ -128,17 +124,13 @@ def axis_masks(N, D) -> list[tuple[str, int, np.ndarray]]:
     return masks + [("D/N", 1, ratio <= np.quantile(ratio, 0.8)), ("D/N", 2, ratio >= np.quantile(ratio, 0.2))]
 
 
-def axis_splits(form: forms.Form, X: dict, L) -> list[dict]:
+def axis_splits(form: forms.Form, X: dict, L, C) -> list[dict]:
     """Back-tests across the design rather than up it: leave the largest one and two model sizes out
     (a bigger model than any fitted, at the compute it was trained with), and leave the highest and
     the lowest fifth of D/N out (longer or shorter training per parameter than any fitted)."""
-    L = np.asarray(L, float)
-    preds = []
-    for axis, k, train in axis_masks(X["N"], X["D"]):
-        if form.n_free + 1 < train.sum() < len(L):
-            held = _predict_held_out(form, X, L, train, axis, k)
-            preds += [{key: v for key, v in p.items() if key != "i"} for p in held]
-    return preds
+    L, C = np.asarray(L, float), np.asarray(C, float)
+    return [p for axis, k, train in axis_masks(X["N"], X["D"]) if form.n_free + 1 < train.sum() < len(L)
+            for p in _predict_held_out(form, X, L, C, train, axis, k)]
 
 
 def calibrate(fit, X: dict, L, C, tol_dex=0.02) -> dict:
@@ -148,7 +140,7 @@ def calibrate(fit, X: dict, L, C, tol_dex=0.02) -> dict:
     from harness.fit.extrapolation import Design, form_error
 
     ro = rollout(fit.form, X, L, C, tol_dex)
-    ro["axes"] = axis_splits(fit.form, X, L)
+    ro["axes"] = axis_splits(fit.form, X, L, C)
     fit.form_error = form_error(ro["predictions"] + ro["axes"], noise_sd(fit), Design.of(X["N"], X["D"]))
     if fit.form_error is not None:
         ro["form_error"] = fit.form_error.as_dict()

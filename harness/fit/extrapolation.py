@@ -75,13 +75,15 @@ class Design:
 
     def distance(self, N, D) -> np.ndarray:
         """How far outside the fitted design (N, D) lies, in dex: the largest of its C, N, D parts."""
-        return np.max(np.stack([v for k, v in self.parts(N, D).items() if k in DISTANCE_AXES]), axis=0)
-
-    def describe(self, N, D, j: int) -> dict:
-        """Point j's distance and its parts (D/N's too), for fit.json and predictions.json."""
         parts = self.parts(N, D)
-        return {"distance_dex": float(self.distance(N, D)[j]),
-                "distance_parts": {k: float(v[j]) for k, v in parts.items()}}
+        return np.max(np.stack([parts[k] for k in DISTANCE_AXES]), axis=0)
+
+    def describe(self, N, D) -> list[dict]:
+        """Each point's distance and its parts (D/N's too), for fit.json and predictions.json."""
+        parts = self.parts(N, D)
+        dist = np.max(np.stack([parts[k] for k in DISTANCE_AXES]), axis=0)
+        return [{"distance_dex": float(d), "distance_parts": {k: float(v[j]) for k, v in parts.items()}}
+                for j, d in enumerate(dist)]
 
     def as_dict(self) -> dict:
         return {"N": [10 ** self.n_lo, 10 ** self.n_hi], "D_max": 10 ** self.d_hi,

@@ -94,13 +94,14 @@ def section(fit: Fit, fits: dict, head: str, iso: dict | None, budgets, c_max: f
     if s is not None:
         if len(budgets) >= 2:
             out["stderr"], out["ci95"] = summarise({"a": _slope(budgets, s["N_opt"]), "b": _slope(budgets, s["D_opt"])})
+    where = fit.form_error.design.describe(point["N_opt"], point["D_opt"]) if fit.form_error is not None else None
     for j, C in enumerate(budgets):
         row = {"C": float(C), "projection_dex": float(np.log10(C / c_max)), "N_opt": float(point["N_opt"][j]),
                "D_opt": float(point["D_opt"][j]), "loss_opt": float(point["loss_opt"][j]),
                "tokens_per_param": float(point["D_opt"][j] / point["N_opt"][j]),
                "alternatives_N_opt": {k: float(np.exp(v[j])) for k, v in alts.items()}}
-        if fit.form_error is not None:  # where the optimum lies against the fitted design, in N, D, D/N and C
-            row.update(fit.form_error.design.describe(point["N_opt"], point["D_opt"], j))
+        if where is not None:  # where the optimum lies against the fitted design, in N, D, D/N and C
+            row.update(where[j])
         if s is not None:
             row["stderr"], row["ci95_parameter"] = summarise({
                 "N_opt": s["N_opt"][:, j], "D_opt": s["D_opt"][:, j], "loss_opt": s["loss_opt"][:, j],

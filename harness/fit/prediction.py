@@ -25,9 +25,9 @@ from harness.store import records
 
 NAME = "prediction.json"
 INTERVAL = ("95 %: parameter (bootstrap) + noise (a resampled residual) + form (sd kappa x distance_dex outside the "
-            "fitted design in N, D, D/N and C, kappa from the fit's back-tests along each); widened to cover every "
-            "form whose interval misses it (pi95_form: the headline form's own); pi95_parts: each part's own "
-            "half-width in log loss")
+            "fitted design in N, D and C, D/N's recorded, kappa from the fit's back-tests along C, N and D/N); "
+            "widened to cover every form whose interval misses it (pi95_form: the headline form's own); "
+            "pi95_parts: each part's own half-width in log loss")
 
 
 def make(fit: Fit, table: pd.DataFrame, cells: list[dict], convention: str, fits: dict | None = None) -> dict:
@@ -49,13 +49,13 @@ def make(fit: Fit, table: pd.DataFrame, cells: list[dict], convention: str, fits
     U = new["U"].to_numpy(float) if "U" in new else np.full(len(new), np.inf)
     others = forms_at(fits, _label(fits, fit), {**X, "U": U}) if fits else None
     c_max = float(table["C"].max())
-    design = Design.of(table["N"].to_numpy(float), table["D"].to_numpy(float))
+    where = Design.of(table["N"].to_numpy(float), table["D"].to_numpy(float)).describe(new["N"], new["D"])
     out_cells = []
     for j, c in enumerate(cells):
         C = 6.0 * float(c["N"]) * float(c["D"])
         row = {"cell_key": c["cell_key"], "N": float(c["N"]), "D": float(c["D"]), "C": C,
                "predicted": float(iv["point"][j]), "pi95": [float(iv["lo"][j]), float(iv["hi"][j])],
-               "projection_dex": float(np.log10(C / c_max)), **design.describe(new["N"], new["D"], j),
+               "projection_dex": float(np.log10(C / c_max)), **where[j],
                "pi95_parts": {k: float(v[j]) for k, v in iv["parts"].items()}}
         if others is not None:
             row.update(cover_forms(row, others[j]))
