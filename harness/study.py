@@ -56,9 +56,10 @@ class Study:
     fit_args: list = ()  # extra harness-fit options for the final fit, e.g. [group_by=arch]
     prediction: str = "prediction.json"  # its file in the sweep directory; a second study of one sweep names its own
     out: str = ""  # the final fit's folder inside the sweep directory ("" = the sweep directory itself)
+    optimum: dict | None = None  # an optimum study: {fit, study, budget, family} (harness/optimum/confirm.py)
 
 
-KEYS = ("sweep", "fit", "holdout", "fit_args", "prediction", "out")  # a study YAML's keys (Study's fields)
+KEYS = ("sweep", "fit", "holdout", "fit_args", "prediction", "out", "optimum")  # a study YAML's keys
 
 
 def load(name: str, config_dir: str | None = None) -> Study:
@@ -84,15 +85,15 @@ def load(name: str, config_dir: str | None = None) -> Study:
         near = difflib.get_close_matches(str(unknown[0]), KEYS, n=1)
         raise HarnessError(f"{path}: unknown key {unknown[0]!r}" + (f" (did you mean {near[0]!r}?)" if near else "")
                            + f"; a study has {', '.join(KEYS)}")
-    missing = [k for k in ("sweep", "fit", "holdout") if not d.get(k)]
+    missing = [k for k in (("sweep", "optimum") if "optimum" in d else ("sweep", "fit", "holdout")) if not d.get(k)]
     if missing:
         raise HarnessError(f"{path}: missing {', '.join(missing)}")
     prediction = str(d.get("prediction") or "prediction.json")
     if Path(prediction).name != prediction or not prediction.endswith(".json"):
         raise HarnessError(f"{path}: prediction={prediction!r} must be a file name ending in .json")
-    return Study(path.stem, str(d["sweep"]), [list(map(str, e)) for e in d["fit"]],
-                 [list(map(str, e)) for e in d["holdout"]], [str(a) for a in d.get("fit_args") or []],
-                 prediction, str(d.get("out") or ""))
+    return Study(path.stem, str(d["sweep"]), [list(map(str, e)) for e in d.get("fit") or []],
+                 [list(map(str, e)) for e in d.get("holdout") or []], [str(a) for a in d.get("fit_args") or []],
+                 prediction, str(d.get("out") or ""), d.get("optimum"))
 
 
 def parse(argv: list[str]) -> dict:
@@ -259,6 +260,12 @@ def _main(argv: list[str]) -> int:
     common = [*args["overrides"], f"results_dir={quote(args['results_dir'])}"]
     sweep_dir = Path(args["results_dir"]) / study.sweep
     os.environ["HARNESS_COMMAND"] = shlex.join(["harness-study", *argv])  # recorded with every run
+    if study.optimum is not None:
+        from harness.optimum.confirm import run_study
+
+        name = study.optimum.get("study")
+        keys = fit_stage_keys(load(name, config_dir), common, config_dir) if name else None
+        return run_study(study, args["results_dir"], common, config_dir, run_stage, keys)
     held = held_out_cells(study, common, config_dir)  # resolved first: a bad holdout stage fails before any training
     path = sweep_dir / study.prediction
     made = existing_prediction(path)

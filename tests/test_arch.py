@@ -50,6 +50,7 @@ def test_unknown_architectures_and_fields_are_refused_in_one_line():
         arch.hf_config(ModelConfig(name="x", arch="qwen3_moe", hf={"num_expert": 8}), 2048)
 
 
+@pytest.mark.slow  # trains or refits end to end (~30-110 s on 2 cores); CI runs the slow tier
 def test_a_user_folder_plans_trains_and_fits_a_new_architecture_and_an_moe(tmp_path):
     (tmp_path / "mine" / "model").mkdir(parents=True)
     (tmp_path / "mine" / "model" / "mistral-20k.yaml").write_text(DENSE)

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from harness.cli_fit import fit_main
 from harness.fit.groups import group_seed
@@ -101,6 +102,7 @@ def test_a_dense_study_gives_one_law_by_every_path(tmp_path):
     assert (seeds["n_seeds"] > 1).any() and seeds.loc[seeds["n_seeds"] > 1, "loss_std"].notna().all()
 
 
+@pytest.mark.slow  # trains or refits end to end (~30-110 s on 2 cores); CI runs the slow tier
 def test_an_moe_study_gives_one_law_and_one_multiplier_by_every_path(tmp_path):
     fits = _paths(tmp_path, "arch", "group_by=arch", "group_ref=gpt2")
     _same_everywhere(fits)

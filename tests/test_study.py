@@ -20,6 +20,7 @@ CONTRACT = {"created", "fitted_on", "form", "cells"}
 CELL = {"cell_key", "N", "D", "C", "predicted", "pi95"}
 
 
+@pytest.mark.slow  # trains or refits end to end (~30-110 s on 2 cores); CI runs the slow tier
 def test_prediction_is_written_before_its_check_then_scored_and_never_rewritten(tmp_path):
     study = tmp_path / "study.yaml"
     study.write_text(STUDY)

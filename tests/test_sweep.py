@@ -43,6 +43,7 @@ def test_smoke_sweep_then_rerun_skips_everything(tmp_path):
     assert set(runs_table["command"]) == {f"harness-train -m sweep=smoke results_dir={results}"}
 
 
+@pytest.mark.slow  # trains or refits end to end (~30-110 s on 2 cores); CI runs the slow tier
 def test_sigkill_mid_sweep_loses_nothing_and_repeats_nothing(tmp_path):
     results = tmp_path / "results"
     proc = subprocess.Popen([sys.executable, "-c", TRAIN, "-m", "sweep=smoke", f"results_dir={results}"],
@@ -115,6 +116,7 @@ def test_a_failing_cell_does_not_stop_the_sweep(tmp_path):
             assert cid in out.stdout  # the report names every failed cell
 
 
+@pytest.mark.slow  # trains or refits end to end (~30-110 s on 2 cores); CI runs the slow tier
 def test_joblib_launcher_with_two_jobs(tmp_path):
     results = tmp_path / "results"
     out = cli("harness-train", "-m", "sweep=smoke", "hydra/launcher=parallel", "threads=1",

@@ -1,0 +1,50 @@
+"""`harness-study study=optimum`: generate the optimum once, train its confirmation sweep, score it.
+
+A study YAML with an `optimum:` block ({fit: a sweep folder under results_dir, study: whose fit stage
+is the law, budget, family}) runs: harness-optimum into <results_dir>/<sweep>/conf (kept, never
+rewritten, once written), the confirmation sweep (3 cells, 2 at a time) and the optimum's second
+seed, then the verdict (<results_dir>/<sweep>/verdict.json). Rerunning resumes like every study.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+OPTIONS = ("fit", "study", "budget", "family")
+
+
+def run_study(study, results_dir: str, common: list[str], config_dir: str | None, run_stage, keys) -> int:
+    """`run_stage` is harness.study's (each entry a harness-train -m); `keys` the law's cells (None: all)."""
+    from harness.optimum import verdict
+    from harness.optimum.make import answer_lines, make
+    from harness.report.document import write_json
+
+    spec = study.optimum
+    unknown = [k for k in spec if k not in OPTIONS]
+    if unknown or not all(k in spec for k in ("fit", "budget")):
+        raise HarnessError(f"study={study.name}: optimum takes {', '.join(OPTIONS)} (fit and budget required)")
+    sweep_dir = Path(results_dir) / study.sweep
+    out = sweep_dir / "conf"
+    t0 = time.time()
+    if (out / "optimum.json").exists():
+        optimum = json.loads((out / "optimum.json").read_text())
+        print(f"harness-study: keeping {out / 'optimum.json'} (created {optimum['created']}); it is never rewritten")
+    else:
+        optimum = make(str(Path(results_dir) / spec["fit"]), float(spec["budget"]), str(out),
+                       str(spec.get("family", "")), "", keys, f"study {spec.get('study')}'s fit stage", results_dir,
+                       study.sweep, config_dir)
+        for line in answer_lines(optimum):
+            print(f"harness-study: {line}")
+        print(f"harness-study: wrote {out} before training its {len(optimum['confirm']['cells'])} cells")
+    name = optimum["model"]
+    run_stage("confirm", [[f"sweep={name}_confirm", "hydra/launcher=parallel"]], common, str(out))
+    run_stage("seed", [[f"sweep={name}_confirm", f"model={name}", "seed=1"]], common, str(out))
+    v = verdict.score(optimum, verdict.measured(optimum, results_dir))
+    for line in verdict.lines(v):
+        print(f"harness-study: {line}")
+    write_json(v, sweep_dir / "verdict.json")
+    print(f"harness-study: {study.name} done in {(time.time() - t0) / 60:.1f} min")
+    return 0
