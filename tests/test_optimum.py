@@ -112,3 +112,40 @@ def test_the_verdict_finds_the_isoflop_minimum_and_says_when_the_optimum_is_not_
     assert v["lowest"] == "large" and not v["optimum_lowest_or_within_noise"]
     assert not v["minimum_inside_N_interval"]
     assert verdict.score(optimum, {"optimum": (4.0, 2)})["not_yet_run"] == ["small", "large"]
+
+
+def test_the_confirmation_trains_on_the_data_the_law_was_fitted_on(tmp_path):
+    from harness.optimum import generate, law
+    from harness.store import records
+
+    run = tmp_path / "study" / "cell-a"
+    rec = records.new("run", cell_id="cell-a", sweep="study", summary={"cell_key": "a"},
+                      config={"data": {"source": "files", "paths": ["/data/x.txt"], "vocab_size": 512,
+                                       "cache_dir": "/elsewhere"}, "device": "cuda", "compile": True})
+    records.write(run, {**rec, "status": "finished"})
+    import pandas as pd
+
+    got = law.trained_with(tmp_path / "study", pd.DataFrame({"cell_key": ["a"]}))
+    assert got == {"data": {"source": "files", "paths": ["/data/x.txt"], "vocab_size": 512},
+                   "device": "cuda", "compile": True}  # where the cache lives is not what was trained on
+    text = "\n".join(generate._settings_yaml(got))
+    assert "vocab_size: 512" in text and "device: cuda" in text
+    assert law.trained_with(tmp_path / "study", pd.DataFrame({"cell_key": ["b"]})) == {}  # not a fitted cell
+
+
+def test_the_committed_optimum_study_was_predicted_first_and_its_verdict_follows_from_its_runs():
+    from harness import plan
+    from harness.store import records
+
+    conf = ROOT / "results" / "optimum" / "conf"
+    o = json.loads((conf / "optimum.json").read_text())
+    pred = json.loads((conf / "prediction.json").read_text())
+    rows = plan.cells_of([f"sweep={o['model']}_confirm", f"results_dir={ROOT / 'results'}"], str(conf))
+    assert rows and all(r.values["status"] == "finished" for r in rows)  # nothing left to train
+    started = [rec["started"] for _, rec in records.iter_records(ROOT / "results" / o["confirm"]["sweep"])]
+    assert len(started) == 4 and pred["created"] < min(started)  # the prediction came before every run
+    v = verdict.score(o, verdict.measured(o, str(ROOT / "results")))
+    committed = json.loads((ROOT / "results" / "optimum" / "conf" / "verdict.json").read_text())
+    for key in ("optimum_inside_pi95", "minimum_inside_N_interval", "optimum_lowest_or_within_noise", "lowest"):
+        assert v[key] == committed[key]
+    assert v["isoflop_minimum_N"] == pytest.approx(committed["isoflop_minimum_N"], rel=1e-9)

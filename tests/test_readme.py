@@ -28,7 +28,7 @@ def commands(text: str) -> list[str]:
     inline = re.sub(r"^```\n.*?^```", "", text, flags=re.S | re.M)
     for span in re.findall(r"`([^`]+)`", inline):
         span = " ".join(span.split())
-        if re.match(r"(harness-(train|plan|fit|study|prepare)|python scripts/)\b", span):
+        if re.match(r"(harness-(train|plan|fit|study|prepare|optimum)|python scripts/)\b", span):
             found += [p.strip() for p in span.split("&&")]
     return found
 
@@ -59,7 +59,7 @@ def test_every_readme_command_composes(command, where, tmp_path):
             assert out.returncode == 0, out.stderr[-1000:]
             HELPED.add(script)  # once per script
         return
-    if "--help" in args or not args and prog in ("harness-fit", "harness-study", "harness-prepare"):
+    if "--help" in args or not args and prog in ("harness-fit", "harness-study", "harness-prepare", "harness-optimum"):
         assert usage() if prog == "harness-fit" else True  # a mention of the program, or its help
         return
     if prog in ("harness-train", "harness-plan"):
@@ -76,5 +76,10 @@ def test_every_readme_command_composes(command, where, tmp_path):
     elif prog == "harness-prepare":
         out, overrides, config_dir = prepare.parse(args)
         compose(overrides, config_dir)
+    elif prog == "harness-optimum":
+        from harness.cli_optimum import parse
+        from harness.config import split_config_dir
+
+        parse(split_config_dir(args)[1])
     else:
         pytest.fail(f"{where}: unknown command {command}")

@@ -3,7 +3,7 @@
 A study YAML with an `optimum:` block ({fit: a sweep folder under results_dir, study: whose fit stage
 is the law, budget, family}) runs: harness-optimum into <results_dir>/<sweep>/conf (kept, never
 rewritten, once written), the confirmation sweep (3 cells, 2 at a time) and the optimum's second
-seed, then the verdict (<results_dir>/<sweep>/verdict.json). Rerunning resumes like every study.
+seed, then the verdict (<results_dir>/<sweep>/conf/verdict.json). Rerunning resumes like every study.
 """
 from __future__ import annotations
 
@@ -45,6 +45,6 @@ def run_study(study, results_dir: str, common: list[str], config_dir: str | None
     v = verdict.score(optimum, verdict.measured(optimum, results_dir))
     for line in verdict.lines(v):
         print(f"harness-study: {line}")
-    write_json(v, sweep_dir / "verdict.json")
+    write_json(v, out / "verdict.json")  # as harness-optimum confirm= writes it
     print(f"harness-study: {study.name} done in {(time.time() - t0) / 60:.1f} min")
     return 0

@@ -87,7 +87,7 @@ def spacing(fit, results: dict, table: pd.DataFrame, C: float, n_opt: float, d_m
 
 
 def write_folder(out: Path, name: str, models: dict, C: float, convention: str, sched: str, sweep: str,
-                 why: dict) -> dict:
+                 why: dict, settings: dict) -> dict:
     """DIR/model/<name>*.yaml and DIR/sweep/<name>_confirm.yaml; returns the two commands."""
     (out / "model").mkdir(parents=True, exist_ok=True)
     (out / "sweep").mkdir(parents=True, exist_ok=True)
@@ -104,11 +104,22 @@ def write_folder(out: Path, name: str, models: dict, C: float, convention: str, 
         "defaults:", f"  - override /optim: {'wsd' if sched == 'wsd' else 'adamw'}",
         "sweep:", f"  name: {sweep}",
         "  role: holdout  # checks a prediction; harness-plan does not judge it as a design",
-        "evals: 1", "budget:", f"  flops: {C:.6g}", f"  convention: {BUDGET_CONVENTION[convention]}",
+        "evals: 1", *_settings_yaml(settings),
+        "budget:", f"  flops: {C:.6g}", f"  convention: {BUDGET_CONVENTION[convention]}",
         "hydra:", "  sweeper:", "    params:", f"      model: {','.join(names)}", ""]))
     return {"train": f"harness-train --config-dir {out} sweep={name}_confirm model={models['optimum'][0]}",
             "confirm": [f"harness-train -m --config-dir {out} sweep={name}_confirm",
                         f"harness-train --config-dir {out} sweep={name}_confirm model={models['optimum'][0]} seed=1"]}
+
+
+def _settings_yaml(settings: dict) -> list[str]:
+    """The study's data, device and compile settings (law.trained_with) as YAML lines."""
+    import yaml
+
+    if not settings:
+        return ["# data, device: the defaults, as the study's runs trained with"]
+    return ["# as the study's runs trained with (the law holds for this corpus, tokenizer and validation split):",
+            *yaml.safe_dump(settings, default_flow_style=False, sort_keys=False).splitlines()]
 
 
 def cells(out: Path, name: str, results_dir: str) -> list:

@@ -93,6 +93,30 @@ def study_arch(law_table: pd.DataFrame) -> str | None:
     return str(archs[0]) if len(archs) == 1 else None
 
 
+def trained_with(runs_path: Path, table: pd.DataFrame) -> dict:
+    """The data, device and compile settings the fitted runs trained with, where they differ from the
+    defaults (one finished record's config): the optimum must train on the same corpus, tokenizer and
+    validation split as the law it was read from, and on the same kind of device."""
+    from dataclasses import asdict
+
+    from harness.config import DataConfig
+    from harness.store import records
+
+    root = runs_path.parent if runs_path.is_file() else runs_path
+    keys = set(table["cell_key"].dropna()) if "cell_key" in table else set()
+    defaults = asdict(DataConfig())
+    for _, rec in records.iter_records(root) if root.is_dir() else []:
+        if rec.get("status") != "finished" or (rec.get("summary") or {}).get("cell_key") not in keys:
+            continue
+        c = rec.get("config") or {}
+        data = {k: v for k, v in (c.get("data") or {}).items()
+                if k in defaults and k not in ("cache_dir", "max_epochs") and v != defaults[k]}
+        out = {"data": data} if data else {}
+        out.update({k: c[k] for k in ("device", "compile") if k in c and c[k] not in ("auto", False)})
+        return out
+    return {}
+
+
 def schedule(table: pd.DataFrame) -> str:
     """The LR schedule most of the fitted runs trained with (the optimum trains with it too)."""
     if "schedule" not in table or table["schedule"].dropna().empty:

@@ -61,7 +61,8 @@ def make(fit: str, budget: float, out: str, family: str = "", name: str = "", ke
     scratch = Path(tempfile.mkdtemp(prefix=".optimum-", dir=_existing_parent(target)))
     try:
         commands = generate.write_folder(scratch, name, {r: (names[r], made[r]) for r in ROLES}, budget,
-                                         the_law.convention, law.schedule(the_law.table), sweep, why)
+                                         the_law.convention, law.schedule(the_law.table), sweep, why,
+                                         law.trained_with(law.settings_of(Path(fit))[0], the_law.table))
         commands = {k: _repoint(v, scratch, target) for k, v in commands.items()}
         rows = generate.cells(scratch, name, results_dir)
         ran = [r.cell for r in rows if r.values["status"] != "todo"]
