@@ -135,6 +135,7 @@ def test_an_moe_cell_sits_at_one_n_in_the_budget_the_trainer_and_the_planner():
     assert plan.budget_n(row) == pytest.approx(s.flat()["flops_per_token/6N"] / 6) and plan.budget_n(row) < s.N
 
 
+@pytest.mark.slow  # end to end, 15-35 s on 2 cores; CI runs the slow tier
 def test_the_shipped_moe_ladder_trains_and_is_planned_from_moe_runs_only(tmp_path):
     out = cli("harness-plan", "model=moe-7k,llama-5k", "budget.tokens=20000", f"results_dir={tmp_path}", cwd=tmp_path)
     assert out.returncode == 0 and "no finished MoE cpu runs" in out.stdout and "time unknown" in out.stdout

@@ -45,6 +45,7 @@ def _steps_logged(directory: Path) -> list[int]:
     return [h["_step"] for h in read_wandb_log(log)[2]]
 
 
+@pytest.mark.slow  # end to end, 15-35 s on 2 cores; CI runs the slow tier
 def test_a_killed_cosine_cell_resumes_from_its_checkpoint_bit_for_bit(tmp_path):
     reference = cell.run(make_config(*COSINE, f"results_dir={tmp_path / 'ref'}"))
     cfg = make_config(*COSINE, "checkpoint.every_steps=150", f"results_dir={tmp_path / 'r'}")

@@ -34,6 +34,7 @@ def test_kappa_recovers_a_known_growth_of_error_with_distance():
     assert estimate_kappa(rng.normal(0, 0.004, 400), np.full(400, 0.004), d) < 0.002
 
 
+@pytest.mark.slow  # end to end, 15-35 s on 2 cores; CI runs the slow tier
 def test_a_misspecified_law_is_covered_at_90_percent_over_50_draws():
     """A truth no candidate form can express (the N exponent breaks inside or beyond the data):
     the interval at +1 dex must hold it in >= 90 % of cells without being useless."""

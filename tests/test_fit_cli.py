@@ -227,6 +227,7 @@ def test_the_printed_command_parses_back_to_the_same_options():
     assert parse_args(shlex.split(command_line(parse_args(["runs=x", "out=y"])))[1:]).E is None
 
 
+@pytest.mark.slow  # end to end, 15-35 s on 2 cores; CI runs the slow tier
 def test_compare_reports_per_cell_differences_against_a_reference_study(tmp_path, capsys):
     ref = tmp_path / "ref"
     n_cells, single = _copy_tiny(ref)

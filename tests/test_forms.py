@@ -179,6 +179,7 @@ def test_compute_multiplier_recovers_a_known_factor(form):
     assert flipped["multipliers"]["a"]["at_C_ref"]["multiplier"] == pytest.approx(k ** -2, rel=0.01)
 
 
+@pytest.mark.slow  # end to end, 15-35 s on 2 cores; CI runs the slow tier
 def test_the_multiplier_interval_covers_a_known_multiplier_at_its_level():
     """Two groups with independent noise whose laws differ by a known compute multiplier k^2: over 100
     draws the 95 % interval covers it 90-98 % of the time (each group draws its own resamples)."""

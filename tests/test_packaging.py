@@ -34,6 +34,7 @@ def user(tmp_path):
     return tmp_path / "mine"
 
 
+@pytest.mark.slow  # end to end, 15-35 s on 2 cores; CI runs the slow tier
 def test_every_cli_takes_the_users_config_folder(tmp_path, user):
     r = f"results_dir={tmp_path / 'r'}"
     plan = cli("harness-plan", "--config-dir", str(user), "model=x-15k", "budget.tokens=20000", "sweep.name=my", r,

@@ -27,6 +27,7 @@ def wandb_runs(results):
     return sorted(p.name for p in results.glob("smoke/*/wandb/offline-run-*"))
 
 
+@pytest.mark.slow  # end to end, 15-35 s on 2 cores; CI runs the slow tier
 def test_smoke_sweep_then_rerun_skips_everything(tmp_path):
     results = tmp_path / "results"
     first = cli("harness-train", "-m", "sweep=smoke", f"results_dir={results}", cwd=tmp_path)
@@ -68,6 +69,7 @@ def test_sigkill_mid_sweep_loses_nothing_and_repeats_nothing(tmp_path):
 TRAIN = "import sys; sys.argv[0]='harness-train'; from harness.cli import train_main; train_main()"
 
 
+@pytest.mark.slow  # end to end, 15-35 s on 2 cores; CI runs the slow tier
 def test_two_sweeps_on_one_results_dir_train_each_cell_once(tmp_path):
     """Both used to train every cell, one deleted the other's live wandb directory, and a cell
     ended with two logs that the collector counted as two seeds."""

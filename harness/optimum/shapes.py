@@ -9,8 +9,9 @@ family's models alike; the shipped ladders sit at 32 from 800k parameters up (12
 
 shape_for searches depth and width for the model whose count (the fit's N: non-embedding, active or
 total) is closest to the target, preferring, among those within TOLERANCE of it, the aspect ratio
-nearest the rule's; the chosen shape is counted exactly on the meta device (train/arch.counts).
-Torch is imported only by that count, as harness-train does.
+nearest the rule's; every count is the one harness-train logs (train/accounting: a formula for GPT-2
+and Llama, tested equal to the built model; the model built on the meta device for the others, which
+is the only place torch is imported).
 """
 from __future__ import annotations
 
@@ -101,8 +102,10 @@ def count(rule: ShapeRule, n_layer: int, n_embd: int, key: str, vocab: int) -> i
 
 
 def shape_for(rule: ShapeRule, target: float, convention: str, vocab: int) -> dict:
-    """The family's shape closest to `target` parameters under the fit's n_convention, exactly counted."""
-    from harness.train.arch import counts
+    """The family's shape closest to `target` parameters under the fit's n_convention, counted exactly as
+    harness-train counts it (accounting: GPT-2 and Llama by formula, which tests hold equal to the model
+    built on the meta device; every other architecture built on the meta device)."""
+    from harness.train import accounting
 
     if not target > 0:
         raise HarnessError(f"target parameter count {target} must be positive")
@@ -116,7 +119,10 @@ def shape_for(rule: ShapeRule, target: float, convention: str, vocab: int) -> di
     else:
         L, d, _ = min(candidates, key=lambda c: abs(math.log(c[2] / target)))
     m = model_config(rule, L, d)
-    exact = counts(m, vocab)  # built on the meta device: the count the run will log
+    total, nonembed = accounting.param_counts(m, vocab)
+    exact = {"total": total, "embedding": total - nonembed, "nonembed": nonembed,
+             "active_nonembed": accounting.active_counts(m, vocab)[1],
+             "experts": rule.hf.get("num_experts", 0), "top_k": rule.hf.get("num_experts_per_tok", 0)}
     return {"model": m, "N": exact[key], "counts": exact, "target": float(target),
             "rel_diff": exact[key] / target - 1, "aspect": d / L}
 
