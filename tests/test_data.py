@@ -115,3 +115,21 @@ def test_a_damaged_cache_is_detected_and_rebuilt_never_trained_on(tmp_path, caps
     assert name in err and "rebuilding" in err and len(err.strip().splitlines()) == 1
     assert again == good and {n: (again.dir / n).read_bytes() for n in corpus.FILES} == want
     assert len(np.memmap(again.train_bin, dtype=np.uint16, mode="r")) == again.train_tokens
+
+
+def test_the_byte_count_of_every_token_sums_to_the_held_out_texts_utf8_bytes(tmp_path):
+    """val/bpb's denominator: the tokenizer's own decoding of the validation split, byte for byte
+    (multi-byte characters included), equals the per-token byte table summed."""
+    from tokenizers import Tokenizer
+
+    docs = [f"naïve Zürich 東京 the fox {i} jumps — “quoted” text" for i in range(400)]
+    (tmp_path / "c.txt").write_text("\n\n".join(docs) + "\n")
+    cfg = DataConfig(source="files", paths=[str(tmp_path / "c.txt")], vocab_size=300, cache_dir=str(tmp_path / "c"))
+    c = batches.prepare(cfg)
+    val = np.memmap(c.val_bin, dtype=np.uint16, mode="r")
+    table = batches.token_bytes(c.dir / "tokenizer.json")
+    held_out = [d for d in docs if corpus.is_val(d, cfg.val_fraction)]
+    decoded = Tokenizer.from_file(str(c.dir / "tokenizer.json")).decode([int(t) for t in val], skip_special_tokens=True)
+    assert table[val].sum() == len(decoded.encode()) == sum(len(d.encode()) for d in held_out) > 0
+    windows = batches.val_windows(c, 8, 10**6)
+    assert batches.bytes_per_token(c, windows) == pytest.approx(table[windows[:, 1:]].mean())

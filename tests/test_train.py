@@ -27,6 +27,10 @@ def test_run_trains_logs_and_skips_when_done(tiny):
     (log,) = wandb_logs(directory)
     config, summary, history = read_wandb_log(log)
     assert summary["val/loss"] == pytest.approx(s["val/loss"])
+    # bits per byte: nats per token / ln 2 x tokens per byte of the held-out text (~3-5 bytes a token here)
+    assert 2.5 < s["val/bytes_per_token"] < 6
+    assert s["val/bpb"] == pytest.approx(s["val/loss"] / math.log(2) / s["val/bytes_per_token"], rel=1e-12)
+    assert summary["val/bpb"] == pytest.approx(s["val/bpb"])
     assert config["derived"]["N"] == s["N"] and config["model"]["name"] == "gpt2-20k"
     val_history = [h["val/loss"] for h in history if "val/loss" in h]
     assert len(val_history) == tiny.evals + 2 and val_history[-1] < val_history[0]

@@ -3,7 +3,8 @@
 `prepare(cfg)` returns the Corpus of a run: the cache (built once per corpus and settings by
 corpus.build, under a lock, rebuilt when damaged) or a folder written by harness-prepare
 (source=prepared, refused when damaged). `Batches` draws seeded training windows from it and
-`val_windows` the fixed held-out ones.
+`val_windows` the fixed held-out ones, `bytes_per_token` their text's UTF-8 bytes per token (bits per
+byte, which no tokenizer changes, is nats per token / ln 2 / bytes per token).
 """
 from __future__ import annotations
 
@@ -176,3 +177,24 @@ def val_windows(corpus: Corpus, ctx: int, n_tokens: int) -> np.ndarray:
     if n < 1:
         raise HarnessError(f"validation split has {len(tokens)} tokens, fewer than one window of {ctx}")
     return np.stack([tokens[i * ctx:i * ctx + ctx + 1] for i in range(n)]).astype(np.int64)
+
+
+def token_bytes(tokenizer_json: Path) -> np.ndarray:
+    """UTF-8 bytes of each token id of a byte-level BPE tokenizer: its tokens are strings of
+    byte-characters (one character per byte, GPT-2's byte-to-unicode map), so a token's length is its
+    byte count; the end-of-text token separates documents and is no text (0 bytes)."""
+    from tokenizers import Tokenizer
+
+    from harness.data.corpus import EOT
+
+    vocab = Tokenizer.from_file(str(tokenizer_json)).get_vocab(with_added_tokens=True)
+    out = np.zeros(max(vocab.values()) + 1, np.int64)
+    for token, i in vocab.items():
+        out[i] = 0 if token == EOT else len(token)
+    return out
+
+
+def bytes_per_token(corpus: Corpus, windows: np.ndarray) -> float:
+    """UTF-8 bytes per predicted token of the held-out windows (their targets, windows[:, 1:])."""
+    targets = windows[:, 1:]
+    return float(token_bytes(corpus.dir / "tokenizer.json")[targets].sum() / targets.size)

@@ -171,10 +171,11 @@ def train_cosine(spec: Spec, o: OptimConfig, c: CheckpointConfig, dest: track.De
     except BaseException as e:  # record the failure (KeyboardInterrupt too), then let it propagate
         tracker.fail(e)
         raise
-    tracker.log({"val/loss": final, "tokens": spec.D}, step=spec.steps)
+    tracker.log({"val/loss": final, "val/bpb": s.bpb(final), "tokens": spec.D}, step=spec.steps)
     if s.d.main:
         print(f"{spec.cell_id}: final val/loss {final:.4f} (step 0: {loss_init:.4f})")
-    record = tracker.finish("finished", {"val/loss": final, "val/loss_init": loss_init, "train/loss": train_loss,
+    record = tracker.finish("finished", {"val/loss": final, "val/bpb": s.bpb(final), "val/loss_init": loss_init,
+                                         "train/loss": train_loss, "val/bytes_per_token": s.bytes_per_token,
                                          "train_s": round(wall, 2), "tokens_per_s": spec.D / wall,
                                          "val_tokens": s.val_tokens})
     if s.d.main:

@@ -146,6 +146,7 @@ class Session:
         self.batches = batches.Batches(corpus, ctx, spec.batch_tokens // ctx, spec.seed)
         self.micro_seqs = (spec.micro_batch_tokens or spec.batch_tokens // d.world) // ctx
         val = batches.val_windows(corpus, ctx, spec.val_tokens)
+        self.bytes_per_token = batches.bytes_per_token(corpus, val)  # for val/bpb: comparable across tokenizers
         # every process evaluates as many windows (FSDP's collectives need it): its share, and the
         # remainder, which every process evaluates and only the main one counts
         share = len(val) // d.world
@@ -234,6 +235,10 @@ class Session:
         loss = self.evaluate()
         check_finite(loss, "validation loss", step, step)
         return loss
+
+    def bpb(self, loss: float) -> float:
+        """Bits per byte of the held-out text for a loss in nats per token."""
+        return loss / math.log(2) / self.bytes_per_token
 
     @property
     def val_tokens(self) -> int:
