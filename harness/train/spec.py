@@ -17,6 +17,7 @@ from pathlib import Path
 from harness import validate
 from harness.config import Config, DistributedConfig, OptimConfig, to_dict
 from harness.data import batches
+from harness.data.corpus import check_vocab
 from harness.errors import HarnessError
 from harness.train import accounting, hparams, schedule
 
@@ -112,7 +113,7 @@ def resolve(cfg: Config) -> Spec:
         raise HarnessError(f"sweep.role={cfg.sweep.role!r} is not one of 'fit', 'holdout'")
     m, V = cfg.model, cfg.data.vocab_size
     accounting.validate_model(m, V)
-    accounting.check_vocab(V)
+    check_vocab(V)  # the corpus side's floor (data/corpus.py)
     n, n_ne = accounting.param_counts(m, V)
     requested = accounting.budget_tokens(cfg.budget, m, V)
     n_active = accounting.active_counts(m, V)[1]  # an MoE's per-token size sets its rules; dense: n_ne
