@@ -149,3 +149,15 @@ def test_the_committed_optimum_study_was_predicted_first_and_its_verdict_follows
     for key in ("optimum_inside_pi95", "minimum_inside_N_interval", "optimum_lowest_or_within_noise", "lowest"):
         assert v[key] == committed[key]
     assert v["isoflop_minimum_N"] == pytest.approx(committed["isoflop_minimum_N"], rel=1e-9)
+
+
+def test_a_users_family_in_their_config_folder_is_found_and_its_rule_followed(tmp_path):
+    (tmp_path / "family").mkdir()
+    (tmp_path / "family" / "wide.yaml").write_text("arch: gpt2\naspect: 128\nhead_dim: 32\nrotary: false\n")
+    rule = shapes.load_rule("wide", str(tmp_path))
+    wide = shapes.shape_for(rule, 3e6, "nonembed", V)["model"]
+    narrow = shapes.shape_for(shapes.load_rule("gpt2", str(tmp_path)), 3e6, "nonembed", V)["model"]
+    assert wide.n_embd / wide.n_layer > 2 * narrow.n_embd / narrow.n_layer  # its own aspect ratio, not gpt2's
+    (tmp_path / "family" / "bad.yaml").write_text("arch: gpt2\naspects: 3\n")
+    with pytest.raises(Exception, match="aspects"):
+        shapes.load_rule("bad", str(tmp_path))
