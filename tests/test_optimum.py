@@ -133,11 +133,12 @@ def test_the_confirmation_trains_on_the_data_the_law_was_fitted_on(tmp_path):
     assert law.trained_with(tmp_path / "study", pd.DataFrame({"cell_key": ["b"]})) == {}  # not a fitted cell
 
 
-def test_the_committed_optimum_study_was_predicted_first_and_its_verdict_follows_from_its_runs():
+@pytest.mark.parametrize("sweep", ["optimum", "optimum_moe"])
+def test_the_committed_optimum_study_was_predicted_first_and_its_verdict_follows_from_its_runs(sweep):
     from harness import plan
     from harness.store import records
 
-    conf = ROOT / "results" / "optimum" / "conf"
+    conf = ROOT / "results" / sweep / "conf"
     o = json.loads((conf / "optimum.json").read_text())
     pred = json.loads((conf / "prediction.json").read_text())
     rows = plan.cells_of([f"sweep={o['model']}_confirm", f"results_dir={ROOT / 'results'}"], str(conf))
@@ -145,7 +146,7 @@ def test_the_committed_optimum_study_was_predicted_first_and_its_verdict_follows
     started = [rec["started"] for _, rec in records.iter_records(ROOT / "results" / o["confirm"]["sweep"])]
     assert len(started) == 4 and pred["created"] < min(started)  # the prediction came before every run
     v = verdict.score(o, verdict.measured(o, str(ROOT / "results")))
-    committed = json.loads((ROOT / "results" / "optimum" / "conf" / "verdict.json").read_text())
+    committed = json.loads((conf / "verdict.json").read_text())
     for key in ("optimum_inside_pi95", "minimum_inside_N_interval", "optimum_lowest_or_within_noise", "lowest"):
         assert v[key] == committed[key]
     assert v["isoflop_minimum_N"] == pytest.approx(committed["isoflop_minimum_N"], rel=1e-9)
