@@ -10,7 +10,6 @@ contract harness-study keeps): a prediction is never rewritten.
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -29,8 +28,6 @@ def answer(law, C: float) -> tuple[dict, dict, dict]:
     """(harness-fit's results at budget C, every fitted form, the compute-optimal row at C)."""
     from harness.fit.analysis import analyse
 
-    if not C > 0:
-        raise HarnessError(f"budget={C:g} must be a positive number of FLOPs")
     # holdout=0: the classic back-test is a report section; nothing of the optimum depends on it
     results, fits = analyse(law.table, seed=law.seed, **{**law.options, "budgets": [C], "holdout": 0})
     co = results.get("compute_optimal")
@@ -138,11 +135,3 @@ def refuse_existing(out: Path) -> None:
         if (out / f).exists():
             raise HarnessError(f"{out / f} exists: a pre-registered optimum is never rewritten; choose another "
                                "out= (or move it away before any of its cells trains)")
-
-
-def write_json(path: Path, payload: dict) -> None:
-    from harness.report.document import jsonable
-
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(jsonable(payload), indent=2) + "\n")
-    tmp.replace(path)

@@ -25,6 +25,7 @@ class Law:
     options: dict  # analyse's options
     seed: int  # the bootstrap seed (the group's own with group_by)
     source: str  # what was fitted, for optimum.json
+    runs_path: Path  # where the fitted runs' records are (a study directory, or its runs.csv beside them)
     group_by: str = ""
     group: str = ""
 
@@ -74,7 +75,7 @@ def load(path: str, arch: str | None, keys: list[str] | None = None, keys_label:
         if arch is not None and archs and archs != [arch]:
             raise HarnessError(f"family of arch {arch}: fit={path} fitted {', '.join(archs)} without group_by, "
                                "so it has no law of its own for that architecture")
-        return Law(table, convention, _analyse_options(cfg), cfg.seed, source)
+        return Law(table, convention, _analyse_options(cfg), cfg.seed, source, runs_path)
     if cfg.group_by != "arch":
         raise HarnessError(f"fit={path} is grouped by {cfg.group_by}; harness-optimum reads a law per arch only")
     if arch is None:
@@ -82,7 +83,7 @@ def load(path: str, arch: str | None, keys: list[str] | None = None, keys_label:
     sub = table[table["arch"].astype(str) == arch].reset_index(drop=True)
     if sub.empty:
         raise HarnessError(f"fit={path} has no group arch={arch} (groups: {', '.join(archs)})")
-    return Law(sub, convention, _analyse_options(cfg), group_seed(cfg.seed, arch), source, "arch", arch)
+    return Law(sub, convention, _analyse_options(cfg), group_seed(cfg.seed, arch), source, runs_path, "arch", arch)
 
 
 def study_arch(law_table: pd.DataFrame) -> str | None:
@@ -101,6 +102,7 @@ def trained_with(runs_path: Path, table: pd.DataFrame) -> dict:
 
     from harness.config import DataConfig
     from harness.store import records
+    from harness.train.spec import DATA_NOT_IDENTITY
 
     root = runs_path.parent if runs_path.is_file() else runs_path
     keys = set(table["cell_key"].dropna()) if "cell_key" in table else set()
@@ -110,7 +112,7 @@ def trained_with(runs_path: Path, table: pd.DataFrame) -> dict:
             continue
         c = rec.get("config") or {}
         data = {k: v for k, v in (c.get("data") or {}).items()
-                if k in defaults and k not in ("cache_dir", "max_epochs") and v != defaults[k]}
+                if k in defaults and k not in DATA_NOT_IDENTITY and v != defaults[k]}
         out = {"data": data} if data else {}
         out.update({k: c[k] for k in ("device", "compile") if k in c and c[k] not in ("auto", False)})
         return out

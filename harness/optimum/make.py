@@ -16,19 +16,6 @@ from harness.optimum import generate, law, shapes
 ROLES = ("optimum", "small", "large")
 
 
-def family_for(arch: str | None, config_dir: str | None) -> str:
-    """The family whose rule builds `arch` (the user's folder first, then the shipped ones)."""
-    from harness.config import CONF_DIR, user_dir
-
-    folders = ([user_dir(config_dir) / "family"] if config_dir else []) + [CONF_DIR / "family"]
-    for f in folders:
-        for p in sorted(f.glob("*.yaml")) if f.is_dir() else []:
-            if shapes.load_rule(p.stem, config_dir).arch == arch:
-                return p.stem
-    raise HarnessError(f"no family rule builds arch {arch!r} (family/NAME.yaml with arch: {arch}); "
-                       "name one: family=NAME")
-
-
 def default_name(family: str, C: float) -> str:
     return f"{family}-opt-{C:.3g}".replace("+", "")
 
@@ -37,13 +24,14 @@ def make(fit: str, budget: float, out: str, family: str = "", name: str = "", ke
          keys_label: str = "", results_dir: str = "results", sweep: str = "", config_dir: str | None = None) -> dict:
     """Everything harness-optimum writes, returned as optimum.json's contents."""
     from harness.fit import prediction
+    from harness.report.document import write_json
 
     if not budget > 0:
         raise HarnessError(f"budget={budget:g} must be a positive number of FLOPs")
     rule = shapes.load_rule(family, config_dir) if family else None
     the_law = law.load(fit, rule.arch if rule else None, keys, keys_label)
     if rule is None:
-        family = family_for(law.study_arch(the_law.table), config_dir)
+        family = shapes.family_for(law.study_arch(the_law.table), config_dir)
         rule = shapes.load_rule(family, config_dir)
     name = name or default_name(family, budget)
     sweep = sweep or f"{name}_confirm"
@@ -62,7 +50,7 @@ def make(fit: str, budget: float, out: str, family: str = "", name: str = "", ke
     try:
         commands = generate.write_folder(scratch, name, {r: (names[r], made[r]) for r in ROLES}, budget,
                                          the_law.convention, law.schedule(the_law.table), sweep, why,
-                                         law.trained_with(law.settings_of(Path(fit))[0], the_law.table))
+                                         law.trained_with(the_law.runs_path, the_law.table))
         commands = {k: _repoint(v, scratch, target) for k, v in commands.items()}
         rows = generate.cells(scratch, name, results_dir)
         ran = [r.cell for r in rows if r.values["status"] != "todo"]
@@ -79,8 +67,8 @@ def make(fit: str, budget: float, out: str, family: str = "", name: str = "", ke
             c.update(role=r, model=names[r], seeds=generate.SEEDS_AT_OPTIMUM if r == "optimum" else 1)
         optimum = _summary(the_law, results, co, rule, family, made, names, by_model, pred, sp, commands, budget,
                            sweep, results_dir, d_max)
-        generate.write_json(scratch / "prediction.json", pred)
-        generate.write_json(scratch / "optimum.json", optimum)
+        write_json(pred, scratch / "prediction.json")  # the scratch folder is moved in whole once written
+        write_json(optimum, scratch / "optimum.json")
         _move_in(scratch, target)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -42,15 +42,30 @@ class ShapeRule:
     cite: str = ""  # where the rule comes from
 
 
+def folders(config_dir: str | None = None) -> list[Path]:
+    """Where family rules are looked for: the user's config folder's family/ first, then the shipped one."""
+    return ([user_dir(config_dir) / "family"] if config_dir else []) + [CONF_DIR / "family"]
+
+
+def family_for(arch: str | None, config_dir: str | None = None) -> str:
+    """The family whose rule builds `arch` (the user's folder first, then the shipped ones)."""
+    for f in folders(config_dir):
+        for p in sorted(f.glob("*.yaml")) if f.is_dir() else []:
+            if load_rule(p.stem, config_dir).arch == arch:
+                return p.stem
+    raise HarnessError(f"no family rule builds arch {arch!r} (family/NAME.yaml with arch: {arch}); "
+                       "name one: family=NAME")
+
+
 def load_rule(name: str, config_dir: str | None = None) -> ShapeRule:
     """family=NAME from the user's config folder's family/ (first) or the shipped conf/family/."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    folders = ([user_dir(config_dir) / "family"] if config_dir else []) + [CONF_DIR / "family"]
-    found = [f / f"{name}.yaml" for f in folders if (f / f"{name}.yaml").is_file()]
+    where = folders(config_dir)
+    found = [f / f"{name}.yaml" for f in where if (f / f"{name}.yaml").is_file()]
     if not found:
-        known = sorted({p.stem for f in folders if f.is_dir() for p in f.glob("*.yaml")})
+        known = sorted({p.stem for f in where if f.is_dir() for p in f.glob("*.yaml")})
         raise HarnessError(f"family={name}: no family/{name}.yaml (families: {', '.join(known)})")
     try:
         merged = OmegaConf.merge(OmegaConf.structured(ShapeRule), OmegaConf.load(found[0]))
