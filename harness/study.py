@@ -88,6 +88,10 @@ def load(name: str, config_dir: str | None = None) -> Study:
     missing = [k for k in (("sweep", "optimum") if "optimum" in d else ("sweep", "fit", "holdout")) if not d.get(k)]
     if missing:
         raise HarnessError(f"{path}: missing {', '.join(missing)}")
+    if "optimum" in d:  # checked with the rest of the YAML, before anything is resolved or trained
+        from harness.optimum.confirm import check
+
+        check(d["optimum"], path)
     prediction = str(d.get("prediction") or "prediction.json")
     if Path(prediction).name != prediction or not prediction.endswith(".json"):
         raise HarnessError(f"{path}: prediction={prediction!r} must be a file name ending in .json")

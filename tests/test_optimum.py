@@ -162,3 +162,14 @@ def test_a_users_family_in_their_config_folder_is_found_and_its_rule_followed(tm
     (tmp_path / "family" / "bad.yaml").write_text("arch: gpt2\naspects: 3\n")
     with pytest.raises(Exception, match="aspects"):
         shapes.load_rule("bad", str(tmp_path))
+
+
+@pytest.mark.parametrize("block", ["tiny", "{fit: tiny}", "{fit: tiny, budget: 1e12, famly: gpt2}"])
+def test_a_study_whose_optimum_block_is_malformed_is_refused_in_one_line(tmp_path, block):
+    from harness import study
+    from harness.errors import HarnessError
+
+    (tmp_path / "study").mkdir()
+    (tmp_path / "study" / "bad.yaml").write_text(f"sweep: x\noptimum: {block}\n")
+    with pytest.raises(HarnessError, match="optimum is a mapping of fit, study, budget, family"):
+        study.load("bad", str(tmp_path))

@@ -13,7 +13,13 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 
-OPTIONS = ("fit", "study", "budget", "family")
+OPTIONS = ("fit", "study", "budget", "family")  # an optimum block's keys
+
+
+def check(block, path: Path) -> None:
+    """A study YAML's optimum block: a mapping of OPTIONS with fit and budget (harness.study.load calls it)."""
+    if not isinstance(block, dict) or any(k not in OPTIONS for k in block) or not {"fit", "budget"} <= set(block):
+        raise HarnessError(f"{path}: optimum is a mapping of {', '.join(OPTIONS)} (fit and budget required)")
 
 
 def run_study(study, results_dir: str, common: list[str], config_dir: str | None, run_stage, keys) -> int:
@@ -23,9 +29,6 @@ def run_study(study, results_dir: str, common: list[str], config_dir: str | None
     from harness.report.document import write_json
 
     spec = study.optimum
-    unknown = [k for k in spec if k not in OPTIONS]
-    if unknown or not all(k in spec for k in ("fit", "budget")):
-        raise HarnessError(f"study={study.name}: optimum takes {', '.join(OPTIONS)} (fit and budget required)")
     sweep_dir = Path(results_dir) / study.sweep
     out = sweep_dir / "conf"
     t0 = time.time()
