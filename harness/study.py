@@ -13,6 +13,7 @@ interruption continues it. This module starts processes and reads files; it neve
 from __future__ import annotations
 
 import difflib
+import importlib
 import json
 import os
 import shlex
@@ -57,9 +58,11 @@ class Study:
     prediction: str = "prediction.json"  # its file in the sweep directory; a second study of one sweep names its own
     out: str = ""  # the final fit's folder inside the sweep directory ("" = the sweep directory itself)
     optimum: dict | None = None  # an optimum study: {fit, study, budget, family} (harness/optimum/confirm.py)
+    mixing: dict | None = None  # a data study's mixing law: {sweep, model, held, target} (harness/mixing_study.py)
 
 
-KEYS = ("sweep", "fit", "holdout", "fit_args", "prediction", "out", "optimum")  # a study YAML's keys
+KEYS = ("sweep", "fit", "holdout", "fit_args", "prediction", "out", "optimum", "mixing")  # a study YAML's keys
+BLOCKS = {"optimum": "harness.optimum.confirm", "mixing": "harness.mixing_study"}  # its block's check, run_study
 
 
 def load(name: str, config_dir: str | None = None) -> Study:
@@ -85,19 +88,18 @@ def load(name: str, config_dir: str | None = None) -> Study:
         near = difflib.get_close_matches(str(unknown[0]), KEYS, n=1)
         raise HarnessError(f"{path}: unknown key {unknown[0]!r}" + (f" (did you mean {near[0]!r}?)" if near else "")
                            + f"; a study has {', '.join(KEYS)}")
-    missing = [k for k in (("sweep", "optimum") if "optimum" in d else ("sweep", "fit", "holdout")) if not d.get(k)]
-    if missing:
+    need = ("sweep", "optimum") if "optimum" in d else ("sweep", "fit", "mixing") if "mixing" in d else \
+        ("sweep", "fit", "holdout")
+    if missing := [k for k in need if not d.get(k)]:
         raise HarnessError(f"{path}: missing {', '.join(missing)}")
-    if "optimum" in d:  # checked with the rest of the YAML, before anything is resolved or trained
-        from harness.optimum.confirm import check
-
-        check(d["optimum"], path)
+    for key in set(BLOCKS) & set(d):  # checked with the rest of the YAML, before anything is resolved or trained
+        importlib.import_module(BLOCKS[key]).check(d[key], path)
     prediction = str(d.get("prediction") or "prediction.json")
     if Path(prediction).name != prediction or not prediction.endswith(".json"):
         raise HarnessError(f"{path}: prediction={prediction!r} must be a file name ending in .json")
     return Study(path.stem, str(d["sweep"]), [list(map(str, e)) for e in d.get("fit") or []],
                  [list(map(str, e)) for e in d.get("holdout") or []], [str(a) for a in d.get("fit_args") or []],
-                 prediction, str(d.get("out") or ""), d.get("optimum"))
+                 prediction, str(d.get("out") or ""), d.get("optimum"), d.get("mixing"))
 
 
 def parse(argv: list[str]) -> dict:
@@ -264,12 +266,9 @@ def _main(argv: list[str]) -> int:
     common = [*args["overrides"], f"results_dir={quote(args['results_dir'])}"]
     sweep_dir = Path(args["results_dir"]) / study.sweep
     os.environ["HARNESS_COMMAND"] = shlex.join(["harness-study", *argv])  # recorded with every run
-    if study.optimum is not None:
-        from harness.optimum.confirm import run_study
-
-        name = study.optimum.get("study")
-        keys = fit_stage_keys(load(name, config_dir), common, config_dir) if name else None
-        return run_study(study, args["results_dir"], common, config_dir, run_stage, keys)
+    if block := next((k for k in BLOCKS if getattr(study, k) is not None), None):  # a study of its own kind
+        return importlib.import_module(BLOCKS[block]).run_study(study, args, common, config_dir, run_stage, lambda s: (
+            fit_stage_keys(s if isinstance(s, Study) else load(s, config_dir), common, config_dir)))
     held = held_out_cells(study, common, config_dir)  # resolved first: a bad holdout stage fails before any training
     path = sweep_dir / study.prediction
     made = existing_prediction(path)

@@ -80,6 +80,8 @@ def numeric_fields(cls, prefix: str = ""):
         if dataclasses.is_dataclass(t):
             yield from numeric_fields(t, key + ".")
             continue
+        if typing.get_origin(t) is dict:  # a mapping's values are checked where it is read (data.mix: mixture.py)
+            continue
         is_list = typing.get_origin(t) is list
         args = set(typing.get_args(t)) - {type(None)} if typing.get_args(t) else {t}
         if args & {int, float}:

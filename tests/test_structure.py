@@ -11,8 +11,9 @@ MODULES = sorted(str(p.relative_to(PKG).with_suffix("")).replace("/", ".")
 # Everything the planner, the fitter and the study driver load must never import torch: the fit,
 # report and store packages whole, and these modules of the others.
 TORCH_FREE = {m for m in MODULES if m.split(".")[0] in ("fit", "report", "store", "optimum")} | {
-    "_moved", "config", "errors", "validate", "plan", "cli_fit", "cli_optimum", "study", "data.corpus", "data.prepare",
-    "data.batches", "train.spec", "train.accounting", "train.hparams", "train.schedule", "train.sweep", "train.gpus",
+    "_moved", "config", "errors", "validate", "plan", "cli_fit", "cli_optimum", "study", "mixing_study", "data.corpus",
+    "data.mixture", "data.prepare", "data.batches", "train.spec", "train.accounting", "train.hparams", "train.schedule",
+    "train.sweep", "train.gpus",
     "train.arch"}
 # Torch-free at import; torch only inside a function, for what cannot be done without it (arch.counts:
 # architectures with no parameter formula are built on the meta device and counted).

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.config import DataConfig
+from harness.data import mixture
 from harness.data.corpus import FORMAT_VERSION, MANIFEST, build, cache_root, corpus_key, read_manifest, verify
 from harness.errors import HarnessError
 
@@ -26,10 +27,20 @@ from harness.errors import HarnessError
 @dataclass(frozen=True)
 class Corpus:
     dir: Path
-    train_tokens: int
+    train_tokens: int  # a mixture: all its domains' (each domain's in `domains`)
     val_tokens: int
     vocab_size: int
     key: str
+    domains: tuple = ()  # a mixture (data.domains): (name, share of training tokens, unique training tokens,
+    # held-out tokens) per domain, in name order; () for one corpus
+
+    @property
+    def unique(self) -> int:
+        """Unique training tokens as the repetition guard counts them: a mixture's is that of its most
+        repeated domain (U / share), so D / unique is the most epochs any domain makes."""
+        if not self.domains:
+            return self.train_tokens
+        return int(min(u / share for _, share, u, _ in self.domains if share > 0))
 
     @property
     def train_bin(self) -> Path:
@@ -43,6 +54,8 @@ class Corpus:
 def prepare(cfg: DataConfig) -> Corpus:
     """The verified corpus a run trains on: a prepared folder (source=prepared) or the cache, which is
     tokenized once (later calls and parallel workers reuse it); max_train_tokens cuts the training view."""
+    if cfg.domains:
+        return _mixture(cfg)
     corpus = _folder(cfg) if cfg.source == "prepared" else _cached(cfg)
     if cfg.max_train_tokens is None:
         return corpus
@@ -100,8 +113,18 @@ def unique_tokens(cfg: DataConfig) -> int:
             raise HarnessError(f"{cfg.hub_name} is not prepared yet and sets no data.max_tokens")
         n = cfg.max_tokens
     else:
-        n = prepare(cfg).train_tokens
+        n = prepare(cfg).unique
     return min(n, cfg.max_train_tokens or n)
+
+
+def repetition_errors(cell: str, budget: str, D: int, corpus: Corpus, max_epochs: float) -> str | None:
+    """The repetition guard for a run's corpus: of each domain of a mixture, at its share of D."""
+    if not corpus.domains:
+        return repetition_error(cell, budget, D, corpus.train_tokens, max_epochs)
+    for name, share, unique, _ in corpus.domains:
+        if share > 0 and (why := repetition_error(cell, budget, round(D * share), unique, max_epochs)):
+            return f"source {name} is too small for its share {share:.3g} of the budget: {why}"
+    return None
 
 
 def repetition_error(cell: str, budget: str, D: int, unique: int, max_epochs: float) -> str | None:
@@ -122,20 +145,35 @@ def _cache_dir(cfg: DataConfig) -> Path:
 
 def _cached(cfg: DataConfig) -> Corpus:
     out = _cache_dir(cfg)
-    key = out.name
+    manifest = _built(out, lambda: build(cfg, out), lambda: verify(out))
+    return Corpus(out, manifest["train_tokens"], manifest["val_tokens"], manifest["vocab_size"], out.name)
+
+
+def _mixture(cfg: DataConfig) -> Corpus:
+    """The study's mixture folder (mixture.py), built once; this arm's shares of its domains."""
+    out = cache_root(cfg) / "prepared" / mixture.key(cfg)
+    manifest = _built(out, lambda: mixture.build(cfg, out),
+                      lambda: verify(out, mixture.files(read_manifest(out))))
+    shares, parts = mixture.weights(cfg), manifest["domains"]
+    domains = tuple((name, shares[name], parts[name]["train_tokens"], parts[name]["val_tokens"]) for name in shares)
+    return Corpus(out, sum(d[2] for d in domains if d[1] > 0), sum(d[3] for d in domains), manifest["vocab_size"],
+                  out.name, domains)
+
+
+def _built(out: Path, build_it, verify_it) -> dict:
+    """The manifest of a cached folder, built by one process under a lock (the others wait, then reuse
+    it) and rebuilt when damaged, never trained on."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.parent / f"{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one builder; other processes wait, then reuse
+    with open(out.parent / f"{out.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         if out.exists():
             try:
-                manifest = verify(out)
-            except HarnessError as e:  # a damaged cache is rebuilt, never trained on
-                print(f"prepared corpus {key} is damaged ({e}); rebuilding it", file=sys.stderr)
-                out.rename(out.with_name(f".{key}.damaged-{time.time_ns()}"))
-        if not out.exists():
-            build(cfg, out)
-            manifest = verify(out)
-    return Corpus(out, manifest["train_tokens"], manifest["val_tokens"], manifest["vocab_size"], key)
+                return verify_it()
+            except HarnessError as e:
+                print(f"prepared corpus {out.name} is damaged ({e}); rebuilding it", file=sys.stderr)
+                out.rename(out.with_name(f".{out.name}.damaged-{time.time_ns()}"))
+        build_it()
+        return verify_it()
 
 
 class Batches:
@@ -170,9 +208,26 @@ class Batches:
         return np.stack([self.tokens[s:s + self.ctx + 1] for s in starts]).astype(np.int64)
 
 
-def val_windows(corpus: Corpus, ctx: int, n_tokens: int) -> np.ndarray:
+def make_batches(corpus: Corpus, ctx: int, batch_seqs: int, seed: int):
+    """A run's training batches: Batches for one corpus, mixture.MixedBatches for a mixture's domains."""
+    if not corpus.domains:
+        return Batches(corpus, ctx, batch_seqs, seed)
+    tokens = {name: np.memmap(corpus.dir / f"train-{name}.bin", dtype=np.uint16, mode="r")
+              for name, share, _, _ in corpus.domains if share > 0}
+    return mixture.MixedBatches(tokens, {name: share for name, share, _, _ in corpus.domains}, ctx, batch_seqs, seed)
+
+
+def val_sets(corpus: Corpus, ctx: int, n_tokens: int) -> dict[str, np.ndarray]:
+    """The fixed held-out windows a run is scored on: {"": windows} for one corpus, {domain: windows}
+    (n_tokens of each) for a mixture, whatever its weights."""
+    if not corpus.domains:
+        return {"": val_windows(corpus, ctx, n_tokens)}
+    return {name: val_windows(corpus, ctx, n_tokens, corpus.dir / f"val-{name}.bin") for name, *_ in corpus.domains}
+
+
+def val_windows(corpus: Corpus, ctx: int, n_tokens: int, path: Path | None = None) -> np.ndarray:
     """The fixed held-out windows: the first n_tokens of the validation split, (n, ctx + 1)."""
-    tokens = np.memmap(corpus.val_bin, dtype=np.uint16, mode="r")
+    tokens = np.memmap(path or corpus.val_bin, dtype=np.uint16, mode="r")
     n = min(n_tokens, len(tokens) - 1) // ctx
     if n < 1:
         raise HarnessError(f"validation split has {len(tokens)} tokens, fewer than one window of {ctx}")

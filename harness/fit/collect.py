@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import numbers
+import re
 from pathlib import Path
 
 import numpy as np
@@ -46,9 +47,12 @@ def _record(summary: dict, *, run_id, status, error=None, cell_id=None, sweep=No
             "seed": s.get("seed"), "schedule": s.get("schedule"), "model": s.get("model"),
             "arch": s.get("arch"), "command": command,
             "env": records.env_key(env) if env else None, "source": str(source)}
-    return {**{k: v for k, v in (extra or {}).items() if k not in row and k not in _NOT_COLUMNS}, **row}
+    held = {k: (v if k == "data" else num(k)) for k, v in s.items() if k == "data" or DOMAIN_KEY.match(k)}
+    return {**{k: v for k, v in {**(extra or {}), **held}.items() if k not in row and k not in _NOT_COLUMNS}, **row}
 
 
+# A mixture run's per-domain held-out numbers (train/cell.py): columns of runs.csv beside `data`, its arm
+DOMAIN_KEY = re.compile(r"(val/[a-z][a-z0-9_]*/(loss|bpb)|mix/[a-z][a-z0-9_]*/share)$")
 _NOT_COLUMNS = {key for _, key in counts.COUNTS} | {"val/loss", "unique_train_tokens"}
 
 

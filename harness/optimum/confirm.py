@@ -22,13 +22,15 @@ def check(block, path: Path) -> None:
         raise HarnessError(f"{path}: optimum is a mapping of {', '.join(OPTIONS)} (fit and budget required)")
 
 
-def run_study(study, results_dir: str, common: list[str], config_dir: str | None, run_stage, keys) -> int:
-    """`run_stage` is harness.study's (each entry a harness-train -m); `keys` the law's cells (None: all)."""
+def run_study(study, args: dict, common: list[str], config_dir: str | None, run_stage, keys_of) -> int:
+    """`run_stage` is harness.study's (each entry a harness-train -m); `keys_of(study name)` a study's fit
+    stage's cell keys (the law's cells: those of the block's `study`, else all)."""
     from harness.optimum import verdict
     from harness.optimum.make import answer_lines, make
     from harness.report.document import write_json
 
-    spec = study.optimum
+    spec, results_dir = study.optimum, args["results_dir"]
+    keys = keys_of(spec["study"]) if spec.get("study") else None
     sweep_dir = Path(results_dir) / study.sweep
     out = sweep_dir / "conf"
     t0 = time.time()

@@ -11,7 +11,7 @@ import math
 import time
 
 from harness.config import BudgetConfig, CheckpointConfig, Config, DataConfig, ModelConfig, OptimConfig, to_dict
-from harness.data import batches
+from harness.data import batches, mixture
 from harness.errors import HarnessError
 from harness.store import records
 from harness.store.lock import Busy, CellLock
@@ -38,6 +38,8 @@ def run(cfg: Config, place: tuple[int, int, int] | None = None, locked: bool = F
         try:
             decision = _done(spec, name, env)
             if decision is None and not locked:
+                # a corpus that cannot serve the cell is refused before any directory exists
+                _checked_corpus(spec, cfg.data, cfg.model, cfg.budget)
                 lock = CellLock(spec.directory).acquire()
                 if (decision := _done(spec, name, env)) is not None:  # finished while we waited
                     lock.release()
@@ -63,14 +65,19 @@ def _worker(rank: int, cfg: Config, world: int, errors) -> None:
     launch.serve(rank, world, errors, lambda: run(cfg, place=(rank, world, rank), locked=True))
 
 
+def _checked_corpus(spec: Spec, d: DataConfig, m: ModelConfig, b: BudgetConfig) -> batches.Corpus:
+    corpus = batches.prepare(d)
+    check_corpus(spec, d, m, b, corpus)
+    return corpus
+
+
 def _train(cfg: Config, spec: Spec, device, env: dict, d: dist.Dist) -> dict:
-    corpus = batches.prepare(cfg.data)
-    check_corpus(spec, cfg.data, cfg.model, cfg.budget, corpus)
+    corpus = _checked_corpus(spec, cfg.data, cfg.model, cfg.budget)
     if d.main:
         print_header(spec, corpus, env)
-    base = {**spec.flat(), "epochs": spec.D / corpus.train_tokens, "seed": cfg.seed,
+    base = {**spec.flat(), "epochs": spec.D / corpus.unique, "seed": cfg.seed,
             "sweep": cfg.sweep.name, "arch": cfg.model.arch, "model": cfg.model.name,
-            "corpus": corpus.key, "unique_train_tokens": corpus.train_tokens}
+            "corpus": corpus.key, "unique_train_tokens": corpus.unique, **mixture_summary(spec, cfg.data, corpus)}
     dest = track.Destination(cfg.wandb, cfg.sweep.name, to_dict(cfg), d.main)
     s = loop.Session(spec, cfg.model, cfg.optim, corpus, device, d)
     if spec.branches:
@@ -124,8 +131,7 @@ def check_corpus(spec: Spec, d: DataConfig, m: ModelConfig, b: BudgetConfig, cor
     """What needs the corpus: its vocabulary and one batch of its training split."""
     if corpus.vocab_size > d.vocab_size:
         raise HarnessError(f"tokenizer has {corpus.vocab_size} tokens > data.vocab_size={d.vocab_size}")
-    repeats = batches.repetition_error(spec.cell_id, accounting.budget_name(b), spec.D, corpus.train_tokens,
-                                       d.max_epochs)
+    repeats = batches.repetition_errors(spec.cell_id, accounting.budget_name(b), spec.D, corpus, d.max_epochs)
     if repeats:
         raise HarnessError(repeats)
     ctx = m.n_positions
@@ -136,10 +142,21 @@ def check_corpus(spec: Spec, d: DataConfig, m: ModelConfig, b: BudgetConfig, cor
                            "optim.batch_tokens")
 
 
+def mixture_summary(spec: Spec, d: DataConfig, corpus: batches.Corpus) -> dict:
+    """A mixture run's arm (column `data`) and, per domain, its share, tokens trained and epochs."""
+    if not corpus.domains:
+        return {}
+    out = {"data": mixture.label(d)}
+    for name, share, unique, _ in corpus.domains:
+        out.update({f"mix/{name}/share": share, f"mix/{name}/tokens": round(spec.D * share),
+                    f"mix/{name}/epochs": spec.D * share / unique, f"mix/{name}/unique_tokens": unique})
+    return out
+
+
 def print_header(spec: Spec, corpus: batches.Corpus, env: dict) -> None:
     c = spec.C
     print(f"[{spec.cell_id}] N={spec.N:,} (non-embedding {spec.N_nonembed:,})  D={spec.D:,} tokens "
-          f"({spec.D / spec.N:.1f}/param, {spec.D / corpus.train_tokens:.2f} epochs)  "
+          f"({spec.D / spec.N:.1f}/param, {spec.D / corpus.unique:.2f} epochs)  "
           f"C={c['6N']:.3e} (6N) {c['6N_attn']:.3e} (6N+attn) {c['kaplan']:.3e} (Kaplan)  "
           f"steps={spec.steps} batch={spec.batch_tokens} tokens lr={spec.lr:.2e} "
           f"warmup={spec.warmup_tokens} tokens  [{records.env_key(env)}]")
@@ -171,11 +188,11 @@ def train_cosine(spec: Spec, o: OptimConfig, c: CheckpointConfig, dest: track.De
     except BaseException as e:  # record the failure (KeyboardInterrupt too), then let it propagate
         tracker.fail(e)
         raise
-    tracker.log({"val/loss": final, "val/bpb": s.bpb(final), "tokens": spec.D}, step=spec.steps)
+    tracker.log({"val/loss": final, **s.held_out(), "tokens": spec.D}, step=spec.steps)
     if s.d.main:
         print(f"{spec.cell_id}: final val/loss {final:.4f} (step 0: {loss_init:.4f})")
-    record = tracker.finish("finished", {"val/loss": final, "val/bpb": s.bpb(final), "val/loss_init": loss_init,
-                                         "train/loss": train_loss, "val/bytes_per_token": s.bytes_per_token,
+    record = tracker.finish("finished", {"val/loss": final, **s.held_out(), "val/loss_init": loss_init,
+                                         "train/loss": train_loss,
                                          "train_s": round(wall, 2), "tokens_per_s": spec.D / wall,
                                          "val_tokens": s.val_tokens})
     if s.d.main:

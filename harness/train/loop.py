@@ -143,19 +143,23 @@ class Session:
         self.loss_fn = fastpath.compile_loss() if spec.compile else fastpath.lm_loss
         self.net = dist.wrap(LossModule(self.lm, self.loss_fn), d, device) if d.on else self.lm
         self.opt = make_optimizer(self.lm, o, spec.lr, device)
-        self.batches = batches.Batches(corpus, ctx, spec.batch_tokens // ctx, spec.seed)
+        self.batches = batches.make_batches(corpus, ctx, spec.batch_tokens // ctx, spec.seed)
         self.micro_seqs = (spec.micro_batch_tokens or spec.batch_tokens // d.world) // ctx
-        val = batches.val_windows(corpus, ctx, spec.val_tokens)
-        self.bytes_per_token = batches.bytes_per_token(corpus, val)  # for val/bpb: comparable across tokenizers
+        sets = batches.val_sets(corpus, ctx, spec.val_tokens)  # {"": windows}, or a mixture's {domain: windows}
+        # bytes per token, for bits per byte: comparable across tokenizers
+        self.bytes_per_token = {name: batches.bytes_per_token(corpus, val) for name, val in sets.items()}
         # every process evaluates as many windows (FSDP's collectives need it): its share, and the
         # remainder, which every process evaluates and only the main one counts
-        share = len(val) // d.world
-        self.val = torch.from_numpy(val[d.rank * share:(d.rank + 1) * share]).to(device)
-        self.val_rest = torch.from_numpy(val[d.world * share:]).to(device)
-        self.n_val = len(val)
+        self.val = {name: self._shares(val, device) for name, val in sets.items()}
+        self.last_eval: dict[str, float] = {}
         self.grad_clip = o.grad_clip
         self.log_every = spec.log_every
         self.check_every = 1 if device.type == "cpu" else spec.log_every  # CPU: checking costs no host sync
+
+    def _shares(self, val: np.ndarray, device) -> tuple:
+        share = len(val) // self.d.world
+        mine = torch.from_numpy(val[self.d.rank * share:(self.d.rank + 1) * share]).to(device)
+        return mine, torch.from_numpy(val[self.d.world * share:]).to(device), len(val)
 
     def autocast(self):
         return torch.autocast(self.device.type, torch.bfloat16, enabled=bf16(self.device))
@@ -215,13 +219,18 @@ class Session:
 
     @torch.no_grad()
     def evaluate(self) -> float:
+        """Held-out loss (nats per token); a mixture's is the mean of its domains' (each in last_eval)."""
         self.net.eval()
-        total = self._sum(self.val)
-        if len(self.val_rest):
-            rest = self._sum(self.val_rest)
-            total += rest if self.d.main else 0.0
+        totals = []
+        for mine, rest, _ in self.val.values():
+            total = self._sum(mine)
+            if len(rest):
+                total += self._sum(rest) if self.d.main else 0.0
+            totals.append(total)
         self.net.train()
-        return dist.sum_([total], self.d, self.device)[0] / self.n_val
+        sums = dist.sum_(totals, self.d, self.device)
+        self.last_eval = {name: t / n for (name, (_, _, n)), t in zip(self.val.items(), sums)}
+        return float(np.mean(list(self.last_eval.values())))
 
     def _sum(self, windows: torch.Tensor) -> float:
         total = 0.0
@@ -236,13 +245,21 @@ class Session:
         check_finite(loss, "validation loss", step, step)
         return loss
 
-    def bpb(self, loss: float) -> float:
-        """Bits per byte of the held-out text for a loss in nats per token."""
-        return loss / math.log(2) / self.bytes_per_token
+    def held_out(self) -> dict:
+        """The last evaluation in bits per byte (nats per token / ln 2 / bytes per token) beside its bytes per
+        token; a mixture's per domain (val/<domain>/loss, /bpb) and val/bpb, the mean of its domains'."""
+        bpb = {name: loss / math.log(2) / self.bytes_per_token[name] for name, loss in self.last_eval.items()}
+        if list(bpb) == [""]:
+            return {"val/bpb": bpb[""], "val/bytes_per_token": self.bytes_per_token[""]}
+        out = {"val/bpb": float(np.mean(list(bpb.values())))}
+        for name, loss in self.last_eval.items():
+            out.update({f"val/{name}/loss": loss, f"val/{name}/bpb": bpb[name],
+                        f"val/{name}/bytes_per_token": self.bytes_per_token[name]})
+        return out
 
     @property
     def val_tokens(self) -> int:
-        return int(self.n_val * (self.val.shape[1] - 1))
+        return int(sum(n * (mine.shape[1] - 1) for mine, _, n in self.val.values()))
 
     def snapshot(self) -> dict:
         """Everything a branch changes, to return to the trunk afterwards (WSD cooldowns)."""
@@ -283,7 +300,7 @@ def run_steps(s: Session, first: int, last: int, lr_of: Callable[[int], float],
             log({"train/loss": recent[-1], "lr": lr, "tokens": done * s.batch_tokens,
                  "tokens_per_s": (done - first) * s.batch_tokens / (time.time() - t0), **s.router_log()}, done)
         if done in evals:
-            log({"val/loss": s.evaluate()}, done)
+            log({"val/loss": s.evaluate(), **{f"val/{n}/loss": v for n, v in s.last_eval.items() if n}}, done)
         if on_step is not None:
             on_step(done, recent)
     bar.close()

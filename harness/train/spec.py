@@ -16,7 +16,7 @@ from pathlib import Path
 
 from harness import validate
 from harness.config import Config, DistributedConfig, OptimConfig, to_dict
-from harness.data import batches
+from harness.data import batches, mixture
 from harness.data.corpus import check_vocab
 from harness.errors import HarnessError
 from harness.train import accounting, hparams, schedule
@@ -26,10 +26,11 @@ from harness.train import accounting, hparams, schedule
 NOT_IDENTITY = ("results_dir", "wandb", "device", "threads", "log_every", "sweep", "compile", "checkpoint",
                 "distributed")
 OPTIM_NOT_IDENTITY = ("micro_batch_tokens",)  # how a step is computed, not what: the same step
-DATA_NOT_IDENTITY = ("cache_dir", "max_epochs")  # where the cache lives; a guard, not a computation
+DATA_NOT_IDENTITY = ("cache_dir", "max_epochs", "name")  # where the cache lives; a guard; a label
 # Data fields added after cells were first committed: hashed only when set, so the ids of every
 # existing cell (which never set them) stay what they were.
-DATA_IDENTITY_WHEN_SET = ("path", "max_tokens", "max_train_tokens")
+DATA_IDENTITY_WHEN_SET = ("path", "max_tokens", "max_train_tokens", "package", "sha256", "members", "domains", "mix",
+                          "eval_paths")
 
 
 def cell_id(cfg: Config, D: int) -> str:
@@ -39,8 +40,11 @@ def cell_id(cfg: Config, D: int) -> str:
     if not d["model"]["hf"]:  # added after cells were first committed: hashed only when set
         del d["model"]["hf"]
     d["data"] = {k: v for k, v in d["data"].items() if k not in DATA_NOT_IDENTITY
-                 and not (k in DATA_IDENTITY_WHEN_SET and v is None)}
-    if cfg.data.source == "prepared":  # a prepared folder is the same data wherever it is mounted
+                 and not (k in DATA_IDENTITY_WHEN_SET and v in (None, {}, []))}
+    if cfg.data.domains:  # a mixture: what its domains hold, and the weights as shares (1:1 is 0.5:0.5)
+        d["data"]["domains"] = mixture.key(cfg.data)
+        d["data"]["mix"] = {k: round(v, 12) for k, v in mixture.weights(cfg.data).items()}
+    elif cfg.data.source == "prepared":  # a prepared folder is the same data wherever it is mounted
         d["data"]["path"] = batches.folder_id(cfg.data)
     digest = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
     return f"{cfg.model.name}_D{D:.3g}_s{cfg.seed}_{digest}".replace("+", "")
@@ -114,6 +118,7 @@ def resolve(cfg: Config) -> Spec:
     m, V = cfg.model, cfg.data.vocab_size
     accounting.validate_model(m, V)
     check_vocab(V)  # the corpus side's floor (data/corpus.py)
+    mixture.check(cfg.data)
     n, n_ne = accounting.param_counts(m, V)
     requested = accounting.budget_tokens(cfg.budget, m, V)
     n_active = accounting.active_counts(m, V)[1]  # an MoE's per-token size sets its rules; dense: n_ne

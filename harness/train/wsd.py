@@ -105,10 +105,10 @@ def _branch(o: OptimConfig, dest: Destination, s: loop.Session, b: Spec, start: 
     except BaseException as e:
         tracker.fail(e)
         raise
-    tracker.log({"val/loss": final, "val/bpb": s.bpb(final), "tokens": b.D}, step=b.steps)
+    tracker.log({"val/loss": final, **s.held_out(), "tokens": b.D}, step=b.steps)
     s.restore(snap)
     if s.d.main:
         print(f"{b.cell_id}: final val/loss {final:.4f}")
-    return tracker.finish("finished", {"val/loss": final, "val/bpb": s.bpb(final), "val/loss_init": loss_init,
-                                       "train/loss": train_loss, "val/bytes_per_token": s.bytes_per_token,
+    return tracker.finish("finished", {"val/loss": final, **s.held_out(), "val/loss_init": loss_init,
+                                       "train/loss": train_loss,
                                        "branch_s": round(time.time() - t0, 2)}), True
