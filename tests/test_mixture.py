@@ -163,3 +163,35 @@ def test_a_mixture_needs_its_domains_and_a_domain_is_a_plain_name():
         mixture.check(DataConfig(domains={"Web-Text": SourceConfig()}))
     with pytest.raises(HarnessError, match="prepared folder brings its own tokenizer"):
         mixture.check(DataConfig(domains={"a": SourceConfig(source="prepared", path="x")}))
+
+
+def test_the_gpu_quality_preset_plans_offline_from_its_domains_caps(tmp_path):
+    from harness import plan
+
+    found = plan.main(["sweep=data_gpu", f"results_dir={tmp_path}", f"data.cache_dir={tmp_path / 'cache'}"])
+    assert found == {"warnings": [], "errors": []}  # 1.1B tokens of each arm's one domain: under an epoch
+    small = plan.main(["sweep=data_gpu", f"results_dir={tmp_path}", f"data.cache_dir={tmp_path / 'cache'}",
+                       "data.domains.fineweb_edu.max_tokens=100000000"])
+    assert small["errors"] and all("repeats its data" in e for e in small["errors"])  # the FineWeb-Edu arm
+
+
+def test_near_duplicates_are_dropped_from_training_only_and_the_keep_rate_recorded(tmp_path):
+    base = _docs("a", 600, 0)
+    copies = [d + " copy" for d in base[:50]]  # one word more: Jaccard of their 5-word shingles ~0.98
+    a = _write(tmp_path / "a.txt", base + copies)
+    b = _write(tmp_path / "b.txt", _docs("b", 600, 1))
+    keep = mixture.near_duplicates(base[:50] + copies + _docs("b", 50, 3))
+    assert keep[:50].all() and not keep[50:100].any() and keep[100:].all()
+    plain = _cell(tmp_path, "r", *_data_args(tmp_path, a, b, "data.mix={a:1,b:1}"))
+    deduped = _cell(tmp_path, "r", *_data_args(tmp_path, a, b, "data.mix={a:1,b:1}", "data.dedup=[a]"))
+    s = cell.run(deduped)["summary"]
+    assert s["data"] == "a50_b50_dedup_a" and spec.resolve(plain).cell_id != spec.resolve(deduped).cell_id
+    held = {t for t in base + copies if corpus.is_val(t, 0.1)}
+    # a copy goes where both it and its original train (either held out: no twin among the training documents)
+    n_train_copies = sum(c not in held and o not in held for o, c in zip(base, copies))
+    expected = (len(base) + len(copies) - len(held) - n_train_copies) / (len(base) + len(copies) - len(held))
+    assert s["mix/a/keep_rate_docs"] == pytest.approx(expected, abs=0.01)
+    assert s["mix/a/unique_tokens"] < batches.prepare(plain.data).domains[0][2]
+    assert s["mix/a/epochs"] == pytest.approx(s["mix/a/tokens"] / s["mix/a/unique_tokens"])
+    with pytest.raises(HarnessError, match="data.dedup names 'c'"):
+        spec.resolve(_cell(tmp_path, "r", *_data_args(tmp_path, a, b, "data.dedup=[c]")))

@@ -129,7 +129,7 @@ def _plan(*argv):
 
 
 @pytest.mark.parametrize("preset", sorted(p.stem for p in (CONF / "sweep").glob("*.yaml")
-                                          if p.stem not in ("gpu", "none")))
+                                          if p.stem not in ("gpu", "data_gpu", "none")))
 def test_every_cpu_preset_passes_its_own_planner(tmp_path, preset):
     found = _plan(f"sweep={preset}", f"results_dir={tmp_path}")
     assert found == {"warnings": [], "errors": []}

@@ -33,6 +33,7 @@ class Corpus:
     key: str
     domains: tuple = ()  # a mixture (data.domains): (name, share of training tokens, unique training tokens,
     # held-out tokens) per domain, in name order; () for one corpus
+    dedup: tuple = ()  # the mixture's domains whose training documents are near-deduplicated (data.dedup)
 
     @property
     def unique(self) -> int:
@@ -106,7 +107,13 @@ def unique_tokens(cfg: DataConfig) -> int:
     """Unique training tokens for planning: a prepared folder's manifest (its files are not read), a
     hub stream's max_tokens until it is in the cache (streaming it to count would download it), else
     the cache, built if needed."""
-    if cfg.source == "prepared":
+    if cfg.domains and not (cache_root(cfg) / "prepared" / mixture.key(cfg) / MANIFEST).is_file():
+        shares = mixture.weights(cfg)  # not built yet: each used domain's cap, as for a hub stream
+        caps = {name: cfg.domains[name].max_tokens for name, share in shares.items() if share > 0}
+        if missing := [name for name, cap in caps.items() if cap is None]:
+            raise HarnessError(f"the mixture is not prepared yet and domain {missing[0]} sets no max_tokens")
+        n = int(min(caps[name] / shares[name] for name in caps))
+    elif cfg.source == "prepared":
         n = _folder_manifest(cfg)[1]["train_tokens"]
     elif cfg.source == "hub" and not (_cache_dir(cfg) / MANIFEST).is_file():
         if cfg.max_tokens is None:
@@ -155,9 +162,11 @@ def _mixture(cfg: DataConfig) -> Corpus:
     manifest = _built(out, lambda: mixture.build(cfg, out),
                       lambda: verify(out, mixture.files(read_manifest(out))))
     shares, parts = mixture.weights(cfg), manifest["domains"]
-    domains = tuple((name, shares[name], parts[name]["train_tokens"], parts[name]["val_tokens"]) for name in shares)
+    unique = {name: parts[name]["train_tokens"] for name in shares}
+    unique.update({name: mixture.deduplicated(out, name)["kept_tokens"] for name in cfg.dedup})
+    domains = tuple((name, shares[name], unique[name], parts[name]["val_tokens"]) for name in shares)
     return Corpus(out, sum(d[2] for d in domains if d[1] > 0), sum(d[3] for d in domains), manifest["vocab_size"],
-                  out.name, domains)
+                  out.name, domains, tuple(sorted(cfg.dedup)))
 
 
 def _built(out: Path, build_it, verify_it) -> dict:
@@ -214,6 +223,8 @@ def make_batches(corpus: Corpus, ctx: int, batch_seqs: int, seed: int):
         return Batches(corpus, ctx, batch_seqs, seed)
     tokens = {name: np.memmap(corpus.dir / f"train-{name}.bin", dtype=np.uint16, mode="r")
               for name, share, _, _ in corpus.domains if share > 0}
+    for name in set(corpus.dedup) & set(tokens):  # the kept documents, end to end
+        tokens[name] = np.concatenate([tokens[name][a:b] for a, b in mixture.deduplicated(corpus.dir, name)["spans"]])
     return mixture.MixedBatches(tokens, {name: share for name, share, _, _ in corpus.domains}, ctx, batch_seqs, seed)
 
 

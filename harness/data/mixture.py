@@ -39,8 +39,10 @@ def weights(cfg: DataConfig) -> dict[str, float]:
 
 
 def label(cfg: DataConfig) -> str:
-    """The arm's name (runs.csv column `data`): data.name, else its weights in percent, e.g. code25_wiki75."""
-    return cfg.name or "_".join(f"{name}{100 * p:.3g}" for name, p in weights(cfg).items() if p > 0)
+    """The arm's name (runs.csv column `data`): data.name, else its weights in percent and what it
+    deduplicates, e.g. code25_wiki75 or code25_wiki75_dedup_code."""
+    shares = "_".join(f"{name}{100 * p:.3g}" for name, p in weights(cfg).items() if p > 0)
+    return cfg.name or shares + "".join(f"_dedup_{name}" for name in sorted(cfg.dedup))
 
 
 def check(cfg: DataConfig) -> None:
@@ -72,6 +74,10 @@ def check(cfg: DataConfig) -> None:
             raise HarnessError(f"data.mix.{name}={w}: a weight is a finite number >= 0")
     if cfg.mix is not None and sum(cfg.mix.values()) <= 0:
         raise HarnessError("data.mix: the weights sum to 0, so no domain would be trained on")
+    for name in cfg.dedup:
+        if name not in cfg.domains:
+            raise HarnessError(f"data.dedup names {name!r}, which is not a source of data.domains "
+                               f"({', '.join(sorted(cfg.domains))})")
     if cfg.domains and cfg.max_train_tokens is not None:
         raise HarnessError("data.max_train_tokens cuts one corpus; with data.domains cap a domain's "
                            "data.domains.NAME.max_tokens instead")
@@ -164,6 +170,56 @@ def build(cfg: DataConfig, out: Path) -> None:
     (tmp / corpus.MANIFEST).write_text(json.dumps(manifest, indent=1))
     os.chmod(tmp, 0o755)
     tmp.rename(out)
+
+
+SHINGLE_WORDS, PERMUTATIONS, THRESHOLD = 5, 128, 0.8  # the near-duplicate definition (config.py: data.dedup)
+
+
+def documents_of(tokens: np.ndarray, eot: int) -> np.ndarray:
+    """(n, 2) [start, end) token spans of the documents of a token file (each ends with the end-of-text token)."""
+    ends = np.flatnonzero(tokens == eot) + 1
+    if len(ends) == 0 or ends[-1] != len(tokens):  # a file cut at max_tokens ends inside its last document
+        ends = np.append(ends, len(tokens))
+    return np.stack([np.r_[0, ends[:-1]], ends], axis=1)
+
+
+def near_duplicates(texts: list[str]) -> np.ndarray:
+    """Keep mask: False for a document whose MinHash estimate of Jaccard similarity to an earlier kept one
+    is >= THRESHOLD (datasketch's LSH, so the first of each cluster stays)."""
+    from datasketch import MinHash, MinHashLSH
+
+    lsh, keep = MinHashLSH(threshold=THRESHOLD, num_perm=PERMUTATIONS), np.ones(len(texts), bool)
+    for i, text in enumerate(texts):
+        words = text.split()
+        shingles = {" ".join(words[j:j + SHINGLE_WORDS]) for j in range(max(1, len(words) - SHINGLE_WORDS + 1))}
+        m = MinHash(num_perm=PERMUTATIONS, seed=1)
+        m.update_batch([s.encode() for s in shingles])
+        if lsh.query(m):
+            keep[i] = False
+        else:
+            lsh.insert(str(i), m)
+    return keep
+
+
+def deduplicated(folder: Path, name: str) -> dict:
+    """A domain's training documents after near-duplicate removal: {spans (kept), docs, kept_docs, tokens,
+    kept_tokens}. The mask is computed once per folder and kept beside it (keep-minhash-<name>.npy, written
+    whole then renamed; deterministic, so two writers agree)."""
+    from tokenizers import Tokenizer
+
+    tokens = np.memmap(folder / f"train-{name}.bin", dtype=np.uint16, mode="r")
+    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    spans = documents_of(tokens, tok.token_to_id(corpus.EOT))
+    path = folder / f"keep-minhash-{name}.npy"
+    keep = np.load(path) if path.is_file() else None
+    if keep is None or len(keep) != len(spans):
+        keep = near_duplicates(tok.decode_batch([tokens[a:b].tolist() for a, b in spans]))
+        tmp = path.with_suffix(f".{os.getpid()}.npy")
+        np.save(tmp, keep)
+        tmp.replace(path)
+    kept = spans[keep]
+    return {"spans": kept, "docs": len(spans), "kept_docs": int(keep.sum()), "tokens": int(len(tokens)),
+            "kept_tokens": int((kept[:, 1] - kept[:, 0]).sum())}
 
 
 class MixedBatches:
