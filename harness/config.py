@@ -85,9 +85,11 @@ class DataConfig(SourceConfig):
     mix: Any = None  # with domains: {domain: relative sampling weight of its training tokens} (any scale,
     # >= 0, not all 0; a domain left out gets 0); None: equal weights. Typed Any so that an override replaces
     # the mapping whole (data.mix={wiki:1} is wiki alone); a preset leaves it unset, or overrides would merge
-    dedup: list[str] = field(default_factory=list)  # with domains: domains whose training documents are
-    # near-deduplicated before sampling (MinHash LSH, datasketch: 5-word shingles, 128 permutations, Jaccard
-    # >= 0.8, the first of a cluster kept; the Lee et al. 2022 / FineWeb recipe); held-out documents untouched
+    filter: Any = None  # with domains: {domain: filter} applied to that domain's training documents before
+    # sampling (held-out documents untouched; keep-rate in the run's summary): "minhash_dedup" (near-duplicates
+    # out: datasketch MinHash LSH, 5-word shingles, 128 permutations, Jaccard >= 0.8, the FineWeb recipe) or one
+    # of datatrove's quality filters, "gopher_quality", "gopher_repetition" (Rae et al. 2021), "c4_quality"
+    # (Raffel et al. 2020), "fineweb_quality" (Penedo et al. 2024) at their defaults (pip install .[quality])
     name: Optional[str] = None  # with domains: the data arm's label (runs.csv column `data`, group_by=data);
     # None: the mixture's weights in percent, e.g. code25_wiki75
 

@@ -4,9 +4,9 @@ A study YAML with a `mixing:` block ({sweep: the mixing cells' sweep folder, mod
 predicts at, held: the held-out first-domain share, target: bpb or a domain's name}) runs: the fit stage
 (the arms' designs and the mixing cells), then fits each domain's loss against the weights
 (fit/mixing.py) on the mixing cells of `model` and writes <sweep>/mixing_prediction.json (the held-out
-mixture's per-domain losses and the predicted best mixture with its interval, never rewritten) and the
-check sweep <sweep>/conf/sweep/<sweep>_check.yaml. Only then do the check cells train (the held-out
-mixture; the predicted one at two seeds), and the verdict is written (mixing_verdict.json). The final
+mixture's per-domain losses and the predicted best mixture with its interval, and the check's commands;
+never rewritten). Only then do the check cells train (the mixing sweep at `model` with data.mix replaced:
+the held-out mixture, the predicted one at two seeds), and the verdict is written (mixing_verdict.json). The final
 harness-fit gives each arm its law and multiplier (the study's fit_args, e.g. group_by=data).
 This module starts processes and reads files; it never imports torch.
 """
@@ -101,19 +101,24 @@ def predict(block: dict, mix_dir: Path, keys: list[str] | None, n_bootstrap: int
     return {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "form": "L_i(r) = c_i + k_i exp(sum_j t_ij r_j) "
             "(Ye et al. 2024), the last domain's t fixed at 0", "model": block["model"], "domains": domains,
             "target": {"name": str(block["target"]), "weights": weights, "bytes_per_token": bpt},
-            "fitted_on": sorted(mean.index), "noise_sd": {**noise_d, "target": t_noise}, "seed_sd": sd,
+            "fitted_on": sorted(mean.index), "fitted_runs": sorted(runs["cell_id"]),
+            "noise_sd": {**noise_d, "target": t_noise}, "seed_sd": sd,
             "laws": {d: {"c": lw.c, "k": lw.k, "t": list(lw.t), "rmse": lw.rmse} for d, lw in zip(domains, law.laws)},
             "fitted_target": measured, "held_out": at(held),
             "optimum": {**at(opt), "search": best}, "n_bootstrap": n_bootstrap}
 
 
-def check_sweep(made: dict, sweep: str) -> str:
-    """The check cells as a sweep YAML: the held-out and the predicted mixture at `model`, seed 0."""
-    mixes = [made["held_out"]["shares"], made["optimum"]["shares"]]
-    spell = ",".join("{" + ",".join(f"{d}:{v:.6g}" for d, v in m.items()) + "}" for m in mixes)
-    return ("# @package _global_\n# Written by harness-study before these cells trained (mixing_prediction.json).\n"
-            f"defaults:\n  - {sweep}\n  - _self_\nhydra:\n  sweeper:\n    params:\n"
-            f"      data.mix: \"{spell}\"\n      model: {made['model']}\n")
+def spell(shares: dict) -> str:
+    """A mixture as a data.mix override value, e.g. {code:0.3,wiki:0.7}."""
+    return "{" + ",".join(f"{d}:{v:.6g}" for d, v in shares.items()) + "}"
+
+
+def check_stage(made: dict, sweep: str) -> list[list[str]]:
+    """The check cells, as harness-train -m entries over the mixing sweep at `model`: the held-out and the
+    predicted mixture at seed 0 side by side, and the predicted one at seed 1."""
+    held, best = spell(made["held_out"]["shares"]), spell(made["optimum"]["shares"])
+    return [[f"sweep={sweep}", "hydra/launcher=parallel", f"model={made['model']}", f"data.mix={held},{best}"],
+            [f"sweep={sweep}", "seed=1", f"model={made['model']}", f"data.mix={best}"]]
 
 
 def verdict(made: dict, mix_dir: Path) -> dict:
@@ -124,7 +129,7 @@ def verdict(made: dict, mix_dir: Path) -> dict:
     for part in ("held_out", "optimum"):
         shares = made[part]["shares"]
         mine = runs[np.all([np.isclose(runs[f"mix/{d}/share"], shares[d], atol=5e-4) for d in domains], axis=0)]
-        mine = mine[~mine["cell_key"].isin(made["fitted_on"])]
+        mine = mine[~mine["cell_id"].isin(made["fitted_runs"])]  # fresh runs (a fitted mixture's other seed too)
         if len(mine) == 0:
             raise HarnessError(f"the {part} mixture {shares} has no finished run in {mix_dir}")
         got = {d: float(mine[f"val/{d}/loss"].mean()) for d in domains}
@@ -169,21 +174,21 @@ def run_study(study, args: dict, common: list[str], config_dir: str | None, run_
         print(f"harness-study: keeping {path} (created {made['created']}); it is never rewritten")
     else:
         made = predict(block, mix_dir, keys_of(study))
-        conf = mix_dir / "conf" / "sweep"
-        conf.mkdir(parents=True, exist_ok=True)
-        (conf / f"{block['sweep']}_check.yaml").write_text(check_sweep(made, block["sweep"]))
+        made["check"] = [" ".join(["harness-train", "-m", *e]) for e in check_stage(made, block["sweep"])]
         write_json(made, path)
         o = made["optimum"]
         print(f"harness-study: wrote {path} before its check cells trained: best mixture "
               f"{o['shares']} (search CI {o['search']['share_ci95']}), target {o['target']['predicted']:.4f}")
-    check = [[f"sweep={block['sweep']}_check", "hydra/launcher=parallel"],
-             [f"sweep={block['sweep']}_check", "seed=1",
-              "data.mix={" + ",".join(f"{d}:{v:.6g}" for d, v in made["optimum"]["shares"].items()) + "}"]]
-    run_stage("check", check, common, str(mix_dir / "conf"))
+        if o["search"]["at_bound"]:
+            print("harness-study: the best mixture is at the edge of the fitted mixtures; the law's best may lie "
+                  "beyond them, where it is not trusted")
+    run_stage("check", check_stage(made, block["sweep"]), common, config_dir)
     v = verdict(made, mix_dir)
     write_json(v, mix_dir / "mixing_verdict.json")
     for line in lines(made, v):
         print(f"harness-study: {line}")
-    rc = fit_main([f"runs={sweep_dir}", f"out={sweep_dir / study.out}", *study.fit_args])
+    rc = 0
+    if study.sweep != block["sweep"]:  # the arms' own sweep: a law per arm (fit_args, e.g. group_by=data)
+        rc = fit_main([f"runs={sweep_dir}", f"out={sweep_dir / study.out}", *study.fit_args])
     print(f"harness-study: {study.name} done in {(time.time() - t0) / 60:.1f} min")
     return rc

@@ -183,9 +183,9 @@ def test_near_duplicates_are_dropped_from_training_only_and_the_keep_rate_record
     keep = mixture.near_duplicates(base[:50] + copies + _docs("b", 50, 3))
     assert keep[:50].all() and not keep[50:100].any() and keep[100:].all()
     plain = _cell(tmp_path, "r", *_data_args(tmp_path, a, b, "data.mix={a:1,b:1}"))
-    deduped = _cell(tmp_path, "r", *_data_args(tmp_path, a, b, "data.mix={a:1,b:1}", "data.dedup=[a]"))
+    deduped = _cell(tmp_path, "r", *_data_args(tmp_path, a, b, "data.mix={a:1,b:1}", "+data.filter={a:minhash_dedup}"))
     s = cell.run(deduped)["summary"]
-    assert s["data"] == "a50_b50_dedup_a" and spec.resolve(plain).cell_id != spec.resolve(deduped).cell_id
+    assert s["data"] == "a50_b50_minhash_dedup_a" and spec.resolve(plain).cell_id != spec.resolve(deduped).cell_id
     held = {t for t in base + copies if corpus.is_val(t, 0.1)}
     # a copy goes where both it and its original train (either held out: no twin among the training documents)
     n_train_copies = sum(c not in held and o not in held for o, c in zip(base, copies))
@@ -193,5 +193,52 @@ def test_near_duplicates_are_dropped_from_training_only_and_the_keep_rate_record
     assert s["mix/a/keep_rate_docs"] == pytest.approx(expected, abs=0.01)
     assert s["mix/a/unique_tokens"] < batches.prepare(plain.data).domains[0][2]
     assert s["mix/a/epochs"] == pytest.approx(s["mix/a/tokens"] / s["mix/a/unique_tokens"])
-    with pytest.raises(HarnessError, match="data.dedup names 'c'"):
-        spec.resolve(_cell(tmp_path, "r", *_data_args(tmp_path, a, b, "data.dedup=[c]")))
+    with pytest.raises(HarnessError, match="data.filter names 'c'"):
+        spec.resolve(_cell(tmp_path, "r", *_data_args(tmp_path, a, b, "data.filter={c:minhash_dedup}")))
+    with pytest.raises(HarnessError, match="data.filter.a='bogus' is not one of minhash_dedup, gopher_quality"):
+        spec.resolve(_cell(tmp_path, "r", *_data_args(tmp_path, a, b, "data.filter={a:bogus}")))
+
+
+def test_a_datatrove_quality_filter_keeps_prose_and_drops_what_its_rules_reject():
+    pytest.importorskip("datatrove", reason="the quality extra: pip install -e '.[quality]'")
+    prose = ("The river runs through the old town and it has been the centre of trade for many years. " * 6).strip()
+    keep = mixture.FILTERS["gopher_quality"]()([prose, "Too short to be a document.", "x = 1\n" * 80])
+    assert keep.tolist() == [True, False, False]  # Gopher: >= 50 words, stop words, symbol and line rules
+
+
+@pytest.mark.slow
+def test_a_mixing_study_predicts_before_its_check_trains_and_scores_it(tmp_path):
+    a, b = _two_domains(tmp_path)
+    conf = tmp_path / "conf"
+    for group in ("data", "sweep", "study"):
+        (conf / group).mkdir(parents=True)
+    (conf / "data" / "two.yaml").write_text(
+        f"domains:\n  a: {{source: files, paths: [{a}]}}\n  b: {{source: files, paths: [{b}]}}\n"
+        f"vocab_size: 300\nval_fraction: 0.1\nval_tokens: 2048\ncache_dir: {tmp_path / 'cache'}\n")
+    (conf / "sweep" / "cells.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /data: two\nsweep:\n  name: cells\nevals: 1\n"
+        "budget:\n  tokens: 20480\nwandb:\n  mode: disabled\nhydra:\n  sweeper:\n    params:\n"
+        '      data.mix: "{a:1,b:0},{a:0.8,b:0.2},{a:0.6,b:0.4},{a:0.4,b:0.6},{a:0.2,b:0.8}"\n'
+        "      model: gpt2-8k\n")
+    (conf / "study" / "mix.yaml").write_text(
+        "sweep: cells\nfit:\n  - [sweep=cells, hydra/launcher=parallel]\n"
+        '  - [sweep=cells, seed=1, "data.mix={a:0.6,b:0.4}"]\n'
+        "mixing: {sweep: cells, model: gpt2-8k, held: 0.3, target: bpb}\n")
+    run = ["harness-study", "--config-dir", str(conf), "study=mix", f"results_dir={tmp_path / 'r'}"]
+    out = cli(*run, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    made = json.loads((tmp_path / "r" / "cells" / "mixing_prediction.json").read_text())
+    lo, hi = made["optimum"]["search"]["searched"]
+    assert made["domains"] == ["a", "b"] and (lo, hi) == (0.2, 1.0) and lo <= made["optimum"]["shares"]["a"] <= hi
+    assert len(made["fitted_on"]) == 5 and made["seed_sd"]["val/a/loss"] is not None
+    assert made["held_out"]["shares"] == {"a": 0.3, "b": 0.7}
+    v = json.loads((tmp_path / "r" / "cells" / "mixing_verdict.json").read_text())
+    at_fitted = any(abs(made["optimum"]["shares"]["a"] - x) < 5e-4 for x in (0.2, 0.4, 0.6, 0.8, 1.0))
+    assert v["optimum"]["seeds"] == (1 if at_fitted else 2) and v["held_out"]["seeds"] == 1
+    assert set(v["held_out"]["domains"]) == {"a", "b"} and "held-out mixture (a 0.3)" in out.stdout
+    runs, _ = collect(str(tmp_path / "r" / "cells"))
+    fresh = runs[~runs["cell_id"].isin(made["fitted_runs"])]
+    assert len(made["fitted_runs"]) == 6 and 2 <= len(fresh) <= 3  # 2 when the best is a fitted mixture
+    again = cli(*run, cwd=ROOT)  # a rerun keeps the prediction and trains nothing
+    assert again.returncode == 0 and "it is never rewritten" in again.stdout
+    assert json.loads((tmp_path / "r" / "cells" / "mixing_prediction.json").read_text()) == made

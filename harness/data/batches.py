@@ -33,7 +33,7 @@ class Corpus:
     key: str
     domains: tuple = ()  # a mixture (data.domains): (name, share of training tokens, unique training tokens,
     # held-out tokens) per domain, in name order; () for one corpus
-    dedup: tuple = ()  # the mixture's domains whose training documents are near-deduplicated (data.dedup)
+    filters: tuple = ()  # (domain, filter) of a mixture whose domains' training documents are filtered (data.filter)
 
     @property
     def unique(self) -> int:
@@ -163,10 +163,11 @@ def _mixture(cfg: DataConfig) -> Corpus:
                       lambda: verify(out, mixture.files(read_manifest(out))))
     shares, parts = mixture.weights(cfg), manifest["domains"]
     unique = {name: parts[name]["train_tokens"] for name in shares}
-    unique.update({name: mixture.deduplicated(out, name)["kept_tokens"] for name in cfg.dedup})
+    filters = tuple(sorted((cfg.filter or {}).items()))
+    unique.update({name: mixture.filtered(out, name, how)["kept_tokens"] for name, how in filters})
     domains = tuple((name, shares[name], unique[name], parts[name]["val_tokens"]) for name in shares)
     return Corpus(out, sum(d[2] for d in domains if d[1] > 0), sum(d[3] for d in domains), manifest["vocab_size"],
-                  out.name, domains, tuple(sorted(cfg.dedup)))
+                  out.name, domains, filters)
 
 
 def _built(out: Path, build_it, verify_it) -> dict:
@@ -223,8 +224,10 @@ def make_batches(corpus: Corpus, ctx: int, batch_seqs: int, seed: int):
         return Batches(corpus, ctx, batch_seqs, seed)
     tokens = {name: np.memmap(corpus.dir / f"train-{name}.bin", dtype=np.uint16, mode="r")
               for name, share, _, _ in corpus.domains if share > 0}
-    for name in set(corpus.dedup) & set(tokens):  # the kept documents, end to end
-        tokens[name] = np.concatenate([tokens[name][a:b] for a, b in mixture.deduplicated(corpus.dir, name)["spans"]])
+    for name, how in corpus.filters:  # the kept documents, end to end
+        if name in tokens:
+            kept = mixture.filtered(corpus.dir, name, how)["spans"]
+            tokens[name] = np.concatenate([tokens[name][a:b] for a, b in kept])
     return mixture.MixedBatches(tokens, {name: share for name, share, _, _ in corpus.domains}, ctx, batch_seqs, seed)
 
 

@@ -35,7 +35,7 @@ MANIFEST = "manifest.json"
 FILES = ("tokenizer.json", "train.bin", "val.bin")
 # DataConfig fields that do not change the prepared files (the cache key omits them)
 NOT_PREPARATION = ("paths", "cache_dir", "val_tokens", "path", "max_train_tokens", "max_epochs", "mix", "name",
-                   "dedup")
+                   "filter")
 # fields added after caches were first keyed: part of the key only when set, so existing caches keep theirs
 KEYED_WHEN_SET = ("max_tokens", "package", "sha256", "members", "domains", "eval_paths")
 MIN_VOCAB = 257  # byte-level BPE's alphabet: 256 bytes, plus the end-of-text token

@@ -39,10 +39,10 @@ def weights(cfg: DataConfig) -> dict[str, float]:
 
 
 def label(cfg: DataConfig) -> str:
-    """The arm's name (runs.csv column `data`): data.name, else its weights in percent and what it
-    deduplicates, e.g. code25_wiki75 or code25_wiki75_dedup_code."""
+    """The arm's name (runs.csv column `data`): data.name, else its weights in percent and what it filters,
+    e.g. code25_wiki75 or code25_wiki75_gopher_quality_wiki."""
     shares = "_".join(f"{name}{100 * p:.3g}" for name, p in weights(cfg).items() if p > 0)
-    return cfg.name or shares + "".join(f"_dedup_{name}" for name in sorted(cfg.dedup))
+    return cfg.name or shares + "".join(f"_{f}_{name}" for name, f in sorted((cfg.filter or {}).items()))
 
 
 def check(cfg: DataConfig) -> None:
@@ -74,10 +74,15 @@ def check(cfg: DataConfig) -> None:
             raise HarnessError(f"data.mix.{name}={w}: a weight is a finite number >= 0")
     if cfg.mix is not None and sum(cfg.mix.values()) <= 0:
         raise HarnessError("data.mix: the weights sum to 0, so no domain would be trained on")
-    for name in cfg.dedup:
+    if cfg.filter is not None and not isinstance(cfg.filter, dict):
+        raise HarnessError(f"data.filter={cfg.filter!r} is not a mapping of domain to filter, "
+                           "e.g. {wiki:gopher_quality}")
+    for name, f in (cfg.filter or {}).items():
         if name not in cfg.domains:
-            raise HarnessError(f"data.dedup names {name!r}, which is not a source of data.domains "
+            raise HarnessError(f"data.filter names {name!r}, which is not a source of data.domains "
                                f"({', '.join(sorted(cfg.domains))})")
+        if f not in FILTERS:
+            raise HarnessError(f"data.filter.{name}={f!r} is not one of {', '.join(FILTERS)}")
     if cfg.domains and cfg.max_train_tokens is not None:
         raise HarnessError("data.max_train_tokens cuts one corpus; with data.domains cap a domain's "
                            "data.domains.NAME.max_tokens instead")
@@ -172,7 +177,7 @@ def build(cfg: DataConfig, out: Path) -> None:
     tmp.rename(out)
 
 
-SHINGLE_WORDS, PERMUTATIONS, THRESHOLD = 5, 128, 0.8  # the near-duplicate definition (config.py: data.dedup)
+SHINGLE_WORDS, PERMUTATIONS, THRESHOLD = 5, 128, 0.8  # the near-duplicate definition (config.py: data.filter)
 
 
 def documents_of(tokens: np.ndarray, eot: int) -> np.ndarray:
@@ -201,22 +206,47 @@ def near_duplicates(texts: list[str]) -> np.ndarray:
     return keep
 
 
-def deduplicated(folder: Path, name: str) -> dict:
-    """A domain's training documents after near-duplicate removal: {spans (kept), docs, kept_docs, tokens,
-    kept_tokens}. The mask is computed once per folder and kept beside it (keep-minhash-<name>.npy, written
-    whole then renamed; deterministic, so two writers agree)."""
+def _datatrove(step: str):
+    """A datatrove quality filter's keep decision per text (its defaults; English words by spaCy)."""
+    try:
+        from datatrove.data import Document
+        from datatrove.pipeline import filters
+    except ImportError:
+        raise HarnessError(f"data.filter {step} needs datatrove and spaCy: pip install 'harness[quality]' "
+                           "(or pip install datatrove spacy)") from None
+    f = getattr(filters, step)()
+
+    def keep(texts: list[str]) -> np.ndarray:
+        out = [f.filter(Document(text=t, id=str(i))) for i, t in enumerate(texts)]
+        return np.array([r if isinstance(r, bool) else bool(r[0]) for r in out])
+    return keep
+
+
+FILTERS = {"minhash_dedup": lambda: near_duplicates,  # name -> a function of texts returning the keep mask
+           "gopher_quality": lambda: _datatrove("GopherQualityFilter"),
+           "gopher_repetition": lambda: _datatrove("GopherRepetitionFilter"),
+           "c4_quality": lambda: _datatrove("C4QualityFilter"),
+           "fineweb_quality": lambda: _datatrove("FineWebQualityFilter")}
+
+
+def filtered(folder: Path, name: str, how: str) -> dict:
+    """A domain's training documents that pass filter `how` (FILTERS): {spans (kept), docs, kept_docs,
+    tokens, kept_tokens}. The mask is computed once per folder and kept beside it (keep-<how>-<name>.npy,
+    written whole then renamed; deterministic, so two writers agree)."""
     from tokenizers import Tokenizer
 
     tokens = np.memmap(folder / f"train-{name}.bin", dtype=np.uint16, mode="r")
     tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
     spans = documents_of(tokens, tok.token_to_id(corpus.EOT))
-    path = folder / f"keep-minhash-{name}.npy"
+    path = folder / f"keep-{how}-{name}.npy"
     keep = np.load(path) if path.is_file() else None
     if keep is None or len(keep) != len(spans):
-        keep = near_duplicates(tok.decode_batch([tokens[a:b].tolist() for a, b in spans]))
+        keep = FILTERS[how]()(tok.decode_batch([tokens[a:b].tolist() for a, b in spans]))
         tmp = path.with_suffix(f".{os.getpid()}.npy")
         np.save(tmp, keep)
         tmp.replace(path)
+    if not keep.any():
+        raise HarnessError(f"data.filter.{name}={how} keeps none of the domain's {len(spans)} training documents")
     kept = spans[keep]
     return {"spans": kept, "docs": len(spans), "kept_docs": int(keep.sum()), "tokens": int(len(tokens)),
             "kept_tokens": int((kept[:, 1] - kept[:, 0]).sum())}

@@ -150,9 +150,9 @@ def mixture_summary(spec: Spec, d: DataConfig, corpus: batches.Corpus) -> dict:
     for name, share, unique, _ in corpus.domains:
         out.update({f"mix/{name}/share": share, f"mix/{name}/tokens": round(spec.D * share),
                     f"mix/{name}/epochs": spec.D * share / unique, f"mix/{name}/unique_tokens": unique})
-    for name in corpus.dedup:  # what near-duplicate removal kept (mixture.deduplicated)
-        kept = mixture.deduplicated(corpus.dir, name)
-        out.update({f"mix/{name}/keep_rate_docs": kept["kept_docs"] / kept["docs"],
+    for name, how in corpus.filters:  # what the filter kept (mixture.filtered)
+        kept = mixture.filtered(corpus.dir, name, how)
+        out.update({f"mix/{name}/filter": how, f"mix/{name}/keep_rate_docs": kept["kept_docs"] / kept["docs"],
                     f"mix/{name}/keep_rate_tokens": kept["kept_tokens"] / kept["tokens"]})
     return out
 

@@ -30,7 +30,7 @@ DATA_NOT_IDENTITY = ("cache_dir", "max_epochs", "name")  # where the cache lives
 # Data fields added after cells were first committed: hashed only when set, so the ids of every
 # existing cell (which never set them) stay what they were.
 DATA_IDENTITY_WHEN_SET = ("path", "max_tokens", "max_train_tokens", "package", "sha256", "members", "domains", "mix",
-                          "eval_paths", "dedup")
+                          "eval_paths", "filter")
 
 
 def cell_id(cfg: Config, D: int) -> str:
