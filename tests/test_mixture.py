@@ -242,3 +242,27 @@ def test_a_mixing_study_predicts_before_its_check_trains_and_scores_it(tmp_path)
     again = cli(*run, cwd=ROOT)  # a rerun keeps the prediction and trains nothing
     assert again.returncode == 0 and "it is never rewritten" in again.stdout
     assert json.loads((tmp_path / "r" / "cells" / "mixing_prediction.json").read_text()) == made
+
+
+@pytest.mark.slow
+def test_a_killed_mixture_cell_resumes_bit_for_bit(tmp_path):
+    import signal
+
+    from harness.store import records
+    from tests.test_checkpoint import _checkpoint_step, _start, _wait_for
+
+    a, b = _two_domains(tmp_path)
+    args = ["model=gpt2-8k", "budget.tokens=20480", "evals=1", "wandb.mode=disabled", "threads=1",
+            *_data_args(tmp_path, a, b, "data.mix={a:0.3,b:0.7}", "+data.filter={a:minhash_dedup}")]
+    reference = cell.run(make_config(*args, f"results_dir={tmp_path / 'ref'}"))
+    again = [*args, "checkpoint.every_steps=50", f"results_dir={tmp_path / 'r'}"]
+    s = spec.resolve(make_config(*again))
+    p = _start(again, tmp_path)
+    _wait_for(lambda: _checkpoint_step(s.directory) == 50, p, "checkpoint at step 50")
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    out = cli("harness-train", *again, cwd=tmp_path)
+    assert out.returncode == 0 and "resumed from step 50" in out.stdout, out.stderr[-2000:]
+    rec = records.read(s.directory)
+    for key in ("val/loss", "val/a/loss", "val/b/loss", "train/loss"):
+        assert rec["summary"][key] == reference["summary"][key]
