@@ -147,6 +147,29 @@ def verdict(made: dict, mix_dir: Path) -> dict:
     return out
 
 
+def by_size(made: dict, mix_dir: Path) -> tuple:
+    """After the check, the law fitted the same way at every size the mixing sweep trained (the
+    prediction's own model included, on the same runs): does the best mixture move with size? Post hoc,
+    not a prediction. Returns (every finished run, {model: MixingLaw}, {model: summary})."""
+    from harness.fit import mixing
+    from harness.fit.collect import collect
+
+    runs, _ = collect(str(mix_dir))
+    runs = runs[runs["status"] == "finished"]
+    is_check = (runs["model"] == made["model"]) & ~runs["cell_id"].isin(made["fitted_runs"])
+    d = made["domains"]
+    laws, out = {}, {}
+    for model, part in runs[~is_check].groupby("model"):
+        mean = part.groupby("cell_key")[[f"mix/{x}/share" for x in d] + [f"val/{x}/loss" for x in d]].mean()
+        laws[model] = mixing.fit(d, mean[[f"mix/{x}/share" for x in d]].to_numpy(),
+                                 mean[[f"val/{x}/loss" for x in d]].to_numpy(), n_bootstrap=100)
+        best = mixing.optimum(laws[model], made["target"]["weights"])
+        out[model] = {"N": float(part["N"].iloc[0]), "optimum_share": best["shares"][d[0]],
+                      "share_ci95": best["share_ci95"], "at_bound": best["at_bound"], "target": best["target"],
+                      "rmse": {x: lw.rmse for x, lw in zip(d, laws[model].laws)}}
+    return runs, laws, out
+
+
 def lines(made: dict, v: dict) -> list[str]:
     d0 = made["domains"][0]
     h, o = v["held_out"], v["optimum"]
@@ -184,7 +207,11 @@ def run_study(study, args: dict, common: list[str], config_dir: str | None, run_
                   "beyond them, where it is not trusted")
     run_stage("check", check_stage(made, block["sweep"]), common, config_dir)
     v = verdict(made, mix_dir)
+    runs, laws, v["by_size_post_hoc"] = by_size(made, mix_dir)
     write_json(v, mix_dir / "mixing_verdict.json")
+    from harness.report.mixfig import mixing_plot
+
+    mixing_plot(runs, made, laws, mix_dir / "mixing.png")
     for line in lines(made, v):
         print(f"harness-study: {line}")
     rc = 0

@@ -173,6 +173,7 @@ def design_warnings(rows: list[Row]) -> list[str]:
 def add_unique_tokens(rows: list[Row]) -> None:
     """Each row's unique training tokens (values["unique"]; None where unknown before preparing)."""
     from harness.data import batches
+    from harness.data import spec as data_spec
 
     known: dict[str, int | None] = {}
     for r in rows:
@@ -181,7 +182,7 @@ def add_unique_tokens(rows: list[Row]) -> None:
         key = repr(r.cfg.data)
         if key not in known:
             try:
-                known[key] = batches.unique_tokens(r.cfg.data)
+                known[key] = batches.unique_tokens(data_spec.resolve(r.cfg.data))
             except HarnessError as e:
                 if r.cfg.data.source == "prepared":  # a missing or unreadable folder: say so, once
                     raise

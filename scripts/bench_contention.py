@@ -42,7 +42,7 @@ def worker(cell: list[str], seconds: float) -> None:
     cfg = compose(cell)
     s = spec.resolve(cfg)
     device, env = loop.setup(cfg.device, cfg.threads)
-    session = loop.Session(s, cfg.model, cfg.optim, batches.prepare(cfg.data), device)
+    session = loop.Session(s, cfg.model, cfg.optim, batches.prepare(s.data), device)
     loop.run_steps(session, 0, 3, lambda i: s.lr, lambda m, i: None)  # warm-up: allocations, first batches
     steps, t0 = 3, time.perf_counter()
     while time.perf_counter() - t0 < seconds:

@@ -41,7 +41,7 @@ def _time(cell: list[str], rank: int, world: int, strategy: str, steps: int, war
     s = spec.resolve(cfg)
     device, _ = loop.setup("cpu", 1)
     d = dist.init(cfg.distributed, device, rank, world, rank) if world > 1 else dist.ALONE
-    session = loop.Session(s, cfg.model, cfg.optim, batches.prepare(cfg.data), device, d)
+    session = loop.Session(s, cfg.model, cfg.optim, batches.prepare(s.data), device, d)
     if d.on and not sync:
         if hasattr(session.net, "no_sync"):
             ctx = session.net.no_sync()

@@ -36,7 +36,7 @@ def step_time(model: str, batch_tokens: int, steps: int, warmup: int, experts: s
     cfg = compose([f"model={model}", "budget.tokens=10000000", f"optim.batch_tokens={batch_tokens}", "threads=1"])
     s = spec.resolve(cfg)
     device, _ = loop.setup("cpu", 1)
-    session = loop.Session(s, cfg.model, cfg.optim, batches.prepare(cfg.data), device)
+    session = loop.Session(s, cfg.model, cfg.optim, batches.prepare(s.data), device)
     if experts:
         for module in session.lm.modules():
             if hasattr(module, "config"):

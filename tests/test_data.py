@@ -6,6 +6,7 @@ import pytest
 
 from harness.config import DataConfig
 from harness.data import batches, corpus
+from harness.data.spec import resolve
 from harness.errors import HarnessError
 
 WORDS = "the quick brown fox jumps over a lazy dog while seven wizards quietly hum songs".split()
@@ -28,7 +29,7 @@ def test_local_files_prepare_split_and_cache(tmp_path, kind):
     cfg = DataConfig(source="files", paths=[str(path)], text_field="body", vocab_size=300,
                      val_fraction=0.1, cache_dir=str(tmp_path / "cache"))
     assert list(corpus.documents(cfg)) == docs
-    c = batches.prepare(cfg)
+    c = batches.prepare(resolve(cfg))
     train = np.memmap(c.train_bin, dtype=np.uint16, mode="r")
     val = np.memmap(c.val_bin, dtype=np.uint16, mode="r")
     assert len(train) == c.train_tokens and len(val) == c.val_tokens > 0
@@ -36,7 +37,7 @@ def test_local_files_prepare_split_and_cache(tmp_path, kind):
     n_val = sum(corpus.is_val(d, 0.1) for d in docs)
     assert 0 < n_val < len(docs) // 4
     mtime = c.train_bin.stat().st_mtime_ns
-    assert batches.prepare(cfg) == c and c.train_bin.stat().st_mtime_ns == mtime  # cached
+    assert batches.prepare(resolve(cfg)) == c and c.train_bin.stat().st_mtime_ns == mtime  # cached
 
 
 def test_split_is_by_document_and_stable():
@@ -48,8 +49,8 @@ def test_split_is_by_document_and_stable():
 
 def test_batches_are_seeded_windows_of_the_memmap(tmp_path):
     path, _ = write_corpus(tmp_path)
-    corpus = batches.prepare(DataConfig(source="files", paths=[str(path)], vocab_size=300,
-                                     cache_dir=str(tmp_path / "cache")))
+    corpus = batches.prepare(resolve(DataConfig(source="files", paths=[str(path)], vocab_size=300,
+                                     cache_dir=str(tmp_path / "cache"))))
     a, b = batches.Batches(corpus, 16, 4, seed=1), batches.Batches(corpus, 16, 4, seed=1)
     x = a.next()
     assert x.shape == (4, 17) and np.array_equal(x, b.next())
@@ -62,8 +63,8 @@ def test_batches_are_seeded_windows_of_the_memmap(tmp_path):
 
 def test_missing_file_and_bad_field_fail_clearly(tmp_path):
     with pytest.raises(HarnessError, match="not found"):
-        batches.prepare(DataConfig(source="files", paths=[str(tmp_path / "nope.txt")],
-                                cache_dir=str(tmp_path)))
+        batches.prepare(resolve(DataConfig(source="files", paths=[str(tmp_path / "nope.txt")],
+                                cache_dir=str(tmp_path))))
     path, _ = write_corpus(tmp_path, kind="jsonl")
     with pytest.raises(HarnessError, match="no field 'text'"):
         list(corpus.documents(DataConfig(source="files", paths=[str(path)])))
@@ -105,12 +106,12 @@ def test_a_damaged_cache_is_detected_and_rebuilt_never_trained_on(tmp_path, caps
     or numpy's 'not a multiple of the data-type size' on every later run."""
     path, _ = write_corpus(tmp_path)
     cfg = DataConfig(source="files", paths=[str(path)], vocab_size=300, cache_dir=str(tmp_path / "cache"))
-    good = batches.prepare(cfg)
+    good = batches.prepare(resolve(cfg))
     want = {n: (good.dir / n).read_bytes() for n in corpus.FILES}
     damage(good.dir / name)
     with pytest.raises(HarnessError, match=name):
         corpus.verify(good.dir)
-    again = batches.prepare(cfg)
+    again = batches.prepare(resolve(cfg))
     err = capsys.readouterr().err
     assert name in err and "rebuilding" in err and len(err.strip().splitlines()) == 1
     assert again == good and {n: (again.dir / n).read_bytes() for n in corpus.FILES} == want
@@ -125,7 +126,7 @@ def test_the_byte_count_of_every_token_sums_to_the_held_out_texts_utf8_bytes(tmp
     docs = [f"naïve Zürich 東京 the fox {i} jumps — “quoted” text" for i in range(400)]
     (tmp_path / "c.txt").write_text("\n\n".join(docs) + "\n")
     cfg = DataConfig(source="files", paths=[str(tmp_path / "c.txt")], vocab_size=300, cache_dir=str(tmp_path / "c"))
-    c = batches.prepare(cfg)
+    c = batches.prepare(resolve(cfg))
     val = np.memmap(c.val_bin, dtype=np.uint16, mode="r")
     table = batches.token_bytes(c.dir / "tokenizer.json")
     held_out = [d for d in docs if corpus.is_val(d, cfg.val_fraction)]

@@ -9,6 +9,7 @@ import pytest
 
 from harness.config import DataConfig, SourceConfig
 from harness.data import batches, corpus, mixture
+from harness.data.spec import resolve
 from harness.errors import HarnessError
 from harness.fit.collect import collect
 from harness.train import cell, spec
@@ -71,7 +72,7 @@ def test_evaluation_sets_are_held_out_of_every_domain_and_shared_by_every_arm(tm
     shared = _docs("a", 40, 9)  # the same documents in both sources
     a, b = _two_domains(tmp_path, shared=shared)
     cfgs = [make_config(*_data_args(tmp_path, a, b, f"data.mix={{a:{w},b:{1 - w}}}")).data for w in (0.2, 0.7)]
-    folders = [batches.prepare(c) for c in cfgs]
+    folders = [batches.prepare(resolve(c)) for c in cfgs]
     assert folders[0].dir == folders[1].dir  # one folder, one tokenizer: the weights are not part of it
     assert [d[1] for d in folders[0].domains] == pytest.approx([0.2, 0.8])
     digest = lambda t: hashlib.blake2b(t.encode(), digest_size=16).hexdigest()  # noqa: E731
@@ -91,9 +92,10 @@ def test_a_fixed_evaluation_file_that_overlaps_a_training_source_is_refused(tmp_
     leak = _write(tmp_path / "eval_a.txt", leaked + _docs("a", 30, 7))
     args = _data_args(tmp_path, a, b, f"+data.domains.a.eval_paths=[{leak}]")
     with pytest.raises(HarnessError, match=f"evaluation set a overlaps training source b: {in_training} of"):
-        batches.prepare(make_config(*args).data)
+        batches.prepare(resolve(make_config(*args).data))
     clean = _write(tmp_path / "eval_ok.txt", _docs("a", 30, 7))
-    made = batches.prepare(make_config(*_data_args(tmp_path, a, b, f"+data.domains.a.eval_paths=[{clean}]")).data)
+    fixed = make_config(*_data_args(tmp_path, a, b, f"+data.domains.a.eval_paths=[{clean}]"))
+    made = batches.prepare(resolve(fixed.data))
     manifest = json.loads((made.dir / "manifest.json").read_text())
     assert manifest["domains"]["a"]["val_docs"] == 30 and manifest["domains"]["a"]["train_docs"] == 600
 
@@ -191,7 +193,7 @@ def test_near_duplicates_are_dropped_from_training_only_and_the_keep_rate_record
     n_train_copies = sum(c not in held and o not in held for o, c in zip(base, copies))
     expected = (len(base) + len(copies) - len(held) - n_train_copies) / (len(base) + len(copies) - len(held))
     assert s["mix/a/keep_rate_docs"] == pytest.approx(expected, abs=0.01)
-    assert s["mix/a/unique_tokens"] < batches.prepare(plain.data).domains[0][2]
+    assert s["mix/a/unique_tokens"] < batches.prepare(resolve(plain.data)).domains[0][2]
     assert s["mix/a/epochs"] == pytest.approx(s["mix/a/tokens"] / s["mix/a/unique_tokens"])
     with pytest.raises(HarnessError, match="data.filter names 'c'"):
         spec.resolve(_cell(tmp_path, "r", *_data_args(tmp_path, a, b, "data.filter={c:minhash_dedup}")))

@@ -10,6 +10,7 @@ import pytest
 from harness import plan
 from harness.data import batches, corpus
 from harness.data.prepare import run as prepare_run
+from harness.data.spec import resolve
 from harness.errors import HarnessError
 from harness.train import cell, spec
 from tests.conftest import CONF, ROOT, cli, make_config
@@ -108,7 +109,7 @@ def test_hub_presets_compose_and_stream_a_local_folder_of_their_shape(tmp_path, 
     _, docs = write_corpus(tmp_path, n_docs=3000)
     local = dataclasses.replace(cfg, hub_name=str(_hub_folder(tmp_path, docs, config)), vocab_size=300,
                                 max_tokens=20000, cache_dir=str(tmp_path / "cache"))
-    made = batches.prepare(local)  # the hub code path: load_dataset(name, config, streaming=True)
+    made = batches.prepare(resolve(local))  # the hub code path: load_dataset(name, config, streaming=True)
     assert made.train_tokens == 20000 == len(np.memmap(made.train_bin, dtype=np.uint16, mode="r"))
     read = len(corpus.split(local)[0])
     assert read < len(docs) * 0.9  # the stream stopped once it held enough text

@@ -12,8 +12,8 @@ MODULES = sorted(str(p.relative_to(PKG).with_suffix("")).replace("/", ".")
 # report and store packages whole, and these modules of the others.
 TORCH_FREE = {m for m in MODULES if m.split(".")[0] in ("fit", "report", "store", "optimum")} | {
     "_moved", "config", "errors", "validate", "plan", "cli_fit", "cli_optimum", "study", "mixing_study", "data.corpus",
-    "data.mixture", "data.prepare", "data.batches", "train.spec", "train.accounting", "train.hparams", "train.schedule",
-    "train.sweep", "train.gpus",
+    "data.mixture", "data.prepare", "data.batches", "data.spec", "train.spec", "train.accounting", "train.hparams",
+    "train.schedule", "train.sweep", "train.gpus",
     "train.arch"}
 # Torch-free at import; torch only inside a function, for what cannot be done without it (arch.counts:
 # architectures with no parameter formula are built on the meta device and counted).
@@ -132,3 +132,15 @@ def test_below_cell_run_nothing_takes_the_whole_config():
                 if any(isinstance(a.annotation, ast.Name) and a.annotation.id == "Config" for a in args):
                     takers.add((m, node.name))
     assert takers <= TAKES_CONFIG, sorted(takers - TAKES_CONFIG)
+
+
+def test_the_data_side_receives_the_resolved_data_spec():
+    """train/spec.resolve makes the DataSpec once (data/spec.resolve); what a run reads its tokens through
+    takes it, not the settings, so no folder key or mixture share is derived twice."""
+    takes = {f: ast.unparse(node.args.args[0].annotation) for node in ast.parse(source("data.batches")).body
+             if isinstance(node, ast.FunctionDef) and (f := node.name) in ("prepare", "unique_tokens")}
+    assert takes == {"prepare": "DataSpec", "unique_tokens": "DataSpec"}
+    calls = [ast.unparse(n) for m in MODULES if m.startswith("train.") for n in ast.walk(ast.parse(source(m)))
+             if isinstance(n, ast.Call) and ast.unparse(n.func).endswith(("batches.prepare", "mixture.weights",
+                                                                          "mixture.key", "mixture.label"))]
+    assert calls == ["batches.prepare(spec.data)"], calls

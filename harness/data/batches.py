@@ -1,7 +1,7 @@
 """The tokens a run trains on: a verified prepared folder, cut to its unique-token cap, as batches.
 
-`prepare(cfg)` returns the Corpus of a run: the cache (built once per corpus and settings by
-corpus.build, under a lock, rebuilt when damaged) or a folder written by harness-prepare
+`prepare(d)` returns the Corpus of a run (d: its DataSpec, data/spec.py): the cache (built once per
+corpus and settings by corpus.build, under a lock, rebuilt when damaged) or a folder written by harness-prepare
 (source=prepared, refused when damaged). `Batches` draws seeded training windows from it and
 `val_windows` the fixed held-out ones, `bytes_per_token` their text's UTF-8 bytes per token (bits per
 byte, which no tokenizer changes, is nats per token / ln 2 / bytes per token).
@@ -9,8 +9,6 @@ byte, which no tokenizer changes, is nats per token / ln 2 / bytes per token).
 from __future__ import annotations
 
 import fcntl
-import hashlib
-import json
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -18,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.config import DataConfig
 from harness.data import mixture
-from harness.data.corpus import FORMAT_VERSION, MANIFEST, build, cache_root, corpus_key, read_manifest, verify
+from harness.data.corpus import MANIFEST, build, cache_root, read_manifest, verify
+from harness.data.spec import DataSpec, content_id, folder_manifest
 from harness.errors import HarnessError
 
 
@@ -52,12 +50,13 @@ class Corpus:
         return self.dir / "val.bin"
 
 
-def prepare(cfg: DataConfig) -> Corpus:
+def prepare(d: DataSpec) -> Corpus:
     """The verified corpus a run trains on: a prepared folder (source=prepared) or the cache, which is
     tokenized once (later calls and parallel workers reuse it); max_train_tokens cuts the training view."""
+    cfg = d.cfg
     if cfg.domains:
-        return _mixture(cfg)
-    corpus = _folder(cfg) if cfg.source == "prepared" else _cached(cfg)
+        return _mixture(d)
+    corpus = _folder(d) if cfg.source == "prepared" else _cached(d)
     if cfg.max_train_tokens is None:
         return corpus
     if cfg.max_train_tokens > corpus.train_tokens:
@@ -66,61 +65,35 @@ def prepare(cfg: DataConfig) -> Corpus:
     return replace(corpus, train_tokens=cfg.max_train_tokens, key=f"{corpus.key}-first{cfg.max_train_tokens}")
 
 
-def _folder_manifest(cfg: DataConfig) -> tuple[Path, dict]:
-    if not cfg.path:
-        raise HarnessError("data.source=prepared needs data.path=DIR (a folder written by harness-prepare)")
-    out = Path(cfg.path).expanduser()
-    if not (out / MANIFEST).is_file():
-        raise HarnessError(f"data.path={cfg.path}: no {MANIFEST}; not a folder written by harness-prepare")
-    manifest = read_manifest(out)
-    if manifest.get("format") != FORMAT_VERSION:
-        raise HarnessError(f"data.path={cfg.path}: format {manifest.get('format')}, this harness reads "
-                           f"{FORMAT_VERSION}; prepare it again")
-    vocab = manifest.get("config", {}).get("vocab_size")
-    if vocab != cfg.vocab_size:
-        raise HarnessError(f"data.path={cfg.path} was prepared with vocab_size={vocab}; "
-                           f"set data.vocab_size={vocab}")
-    return out, manifest
-
-
-def folder_id(cfg: DataConfig) -> str:
-    """What a prepared folder holds, not where it lies: a hash of its files' checksums (manifest only)."""
-    return _content_id(_folder_manifest(cfg)[1])
-
-
-def _content_id(manifest: dict) -> str:
-    sums = sorted(f.get("sha256", "") for f in manifest.get("files", {}).values())
-    return "prepared-" + hashlib.sha256(json.dumps(sums).encode()).hexdigest()[:12]
-
-
-def _folder(cfg: DataConfig) -> Corpus:
-    out, _ = _folder_manifest(cfg)
+def _folder(d: DataSpec) -> Corpus:
+    out, _ = folder_manifest(d.cfg)
     try:
         manifest = verify(out)
     except HarnessError as e:  # a user's folder is never rebuilt or trained on when damaged
-        raise HarnessError(f"data.path={cfg.path} is damaged: {e}") from None
+        raise HarnessError(f"data.path={d.cfg.path} is damaged: {e}") from None
     return Corpus(out, manifest["train_tokens"], manifest["val_tokens"], manifest["vocab_size"],
-                  _content_id(manifest))
+                  content_id(manifest))
 
 
-def unique_tokens(cfg: DataConfig) -> int:
+def unique_tokens(d: DataSpec) -> int:
     """Unique training tokens for planning: a prepared folder's manifest (its files are not read), a
     hub stream's max_tokens until it is in the cache (streaming it to count would download it), else
     the cache, built if needed."""
-    if cfg.domains and not (cache_root(cfg) / "prepared" / mixture.key(cfg) / MANIFEST).is_file():
-        shares = mixture.weights(cfg)  # not built yet: each used domain's cap, as for a hub stream
-        caps = {name: cfg.domains[name].max_tokens for name, share in shares.items() if share > 0}
+    cfg = d.cfg
+    if cfg.domains and not (_cache_dir(d) / MANIFEST).is_file():
+        # not built yet: each used domain's cap, as for a hub stream
+        caps = {name: cfg.domains[name].max_tokens for name, share in d.shares if share > 0}
         if missing := [name for name, cap in caps.items() if cap is None]:
             raise HarnessError(f"the mixture is not prepared yet and domain {missing[0]} sets no max_tokens")
-        n = int(min(caps[name] / shares[name] for name in caps))
+        n = int(min(caps[name] / d.mix[name] for name in caps))
     elif cfg.source == "prepared":
-        n = _folder_manifest(cfg)[1]["train_tokens"]
-    elif cfg.source == "hub" and not (_cache_dir(cfg) / MANIFEST).is_file():
+        n = folder_manifest(cfg)[1]["train_tokens"]
+    elif cfg.source == "hub" and not (_cache_dir(d) / MANIFEST).is_file():
         if cfg.max_tokens is None:
             raise HarnessError(f"{cfg.hub_name} is not prepared yet and sets no data.max_tokens")
         n = cfg.max_tokens
     else:
-        n = prepare(cfg).unique
+        n = prepare(d).unique
     return min(n, cfg.max_train_tokens or n)
 
 
@@ -146,27 +119,27 @@ def repetition_error(cell: str, budget: str, D: int, unique: int, max_epochs: fl
             "or raise data.max_epochs to study repetition")
 
 
-def _cache_dir(cfg: DataConfig) -> Path:
-    return cache_root(cfg) / "prepared" / corpus_key(cfg)
+def _cache_dir(d: DataSpec) -> Path:
+    return cache_root(d.cfg) / "prepared" / d.key
 
 
-def _cached(cfg: DataConfig) -> Corpus:
-    out = _cache_dir(cfg)
-    manifest = _built(out, lambda: build(cfg, out), lambda: verify(out))
+def _cached(d: DataSpec) -> Corpus:
+    out = _cache_dir(d)
+    manifest = _built(out, lambda: build(d.cfg, out), lambda: verify(out))
     return Corpus(out, manifest["train_tokens"], manifest["val_tokens"], manifest["vocab_size"], out.name)
 
 
-def _mixture(cfg: DataConfig) -> Corpus:
+def _mixture(d: DataSpec) -> Corpus:
     """The study's mixture folder (mixture.py), built once; this arm's shares of its domains."""
-    out = cache_root(cfg) / "prepared" / mixture.key(cfg)
-    manifest = _built(out, lambda: mixture.build(cfg, out),
+    out = _cache_dir(d)
+    manifest = _built(out, lambda: mixture.build(d.cfg, out),
                       lambda: verify(out, mixture.files(read_manifest(out))))
-    shares, parts = mixture.weights(cfg), manifest["domains"]
-    unique = {name: parts[name]["train_tokens"] for name in shares}
-    filters = tuple(sorted((cfg.filter or {}).items()))
+    parts = manifest["domains"]
+    unique = {name: parts[name]["train_tokens"] for name, _ in d.shares}
+    filters = tuple(sorted((d.cfg.filter or {}).items()))
     unique.update({name: mixture.filtered(out, name, how)["kept_tokens"] for name, how in filters})
-    domains = tuple((name, shares[name], unique[name], parts[name]["val_tokens"]) for name in shares)
-    return Corpus(out, sum(d[2] for d in domains if d[1] > 0), sum(d[3] for d in domains), manifest["vocab_size"],
+    domains = tuple((name, share, unique[name], parts[name]["val_tokens"]) for name, share in d.shares)
+    return Corpus(out, sum(x[2] for x in domains if x[1] > 0), sum(x[3] for x in domains), manifest["vocab_size"],
                   out.name, domains, filters)
 
 

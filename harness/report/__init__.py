@@ -6,6 +6,7 @@
   fmt       numbers as report.md writes them
   plots     one function per figure (matplotlib Agg), each returning its Figure
   groupfig  groups.png: each group's law and its compute multiplier
+  mixfig    mixing.png: each domain's loss against the mixture's weights, its law, the check
   figkit    what the figures share: axis names with the fit's conventions, form styles, dodging
   compare   did a rerun reproduce a reference study?
 """

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 
-from harness.config import BudgetConfig, CheckpointConfig, Config, DataConfig, ModelConfig, OptimConfig, to_dict
+from harness.config import BudgetConfig, CheckpointConfig, Config, ModelConfig, OptimConfig, to_dict
 from harness.data import batches, mixture
 from harness.errors import HarnessError
 from harness.store import records
@@ -39,7 +39,7 @@ def run(cfg: Config, place: tuple[int, int, int] | None = None, locked: bool = F
             decision = _done(spec, name, env)
             if decision is None and not locked:
                 # a corpus that cannot serve the cell is refused before any directory exists
-                _checked_corpus(spec, cfg.data, cfg.model, cfg.budget)
+                _checked_corpus(spec, cfg.model, cfg.budget)
                 lock = CellLock(spec.directory).acquire()
                 if (decision := _done(spec, name, env)) is not None:  # finished while we waited
                     lock.release()
@@ -65,19 +65,19 @@ def _worker(rank: int, cfg: Config, world: int, errors) -> None:
     launch.serve(rank, world, errors, lambda: run(cfg, place=(rank, world, rank), locked=True))
 
 
-def _checked_corpus(spec: Spec, d: DataConfig, m: ModelConfig, b: BudgetConfig) -> batches.Corpus:
-    corpus = batches.prepare(d)
-    check_corpus(spec, d, m, b, corpus)
+def _checked_corpus(spec: Spec, m: ModelConfig, b: BudgetConfig) -> batches.Corpus:
+    corpus = batches.prepare(spec.data)
+    check_corpus(spec, m, b, corpus)
     return corpus
 
 
 def _train(cfg: Config, spec: Spec, device, env: dict, d: dist.Dist) -> dict:
-    corpus = _checked_corpus(spec, cfg.data, cfg.model, cfg.budget)
+    corpus = _checked_corpus(spec, cfg.model, cfg.budget)
     if d.main:
         print_header(spec, corpus, env)
     base = {**spec.flat(), "epochs": spec.D / corpus.unique, "seed": cfg.seed,
             "sweep": cfg.sweep.name, "arch": cfg.model.arch, "model": cfg.model.name,
-            "corpus": corpus.key, "unique_train_tokens": corpus.unique, **mixture_summary(spec, cfg.data, corpus)}
+            "corpus": corpus.key, "unique_train_tokens": corpus.unique, **mixture_summary(spec, corpus)}
     dest = track.Destination(cfg.wandb, cfg.sweep.name, to_dict(cfg), d.main)
     s = loop.Session(spec, cfg.model, cfg.optim, corpus, device, d)
     if spec.branches:
@@ -127,8 +127,9 @@ def _branches_done(spec: Spec) -> bool:
     return True
 
 
-def check_corpus(spec: Spec, d: DataConfig, m: ModelConfig, b: BudgetConfig, corpus: batches.Corpus) -> None:
+def check_corpus(spec: Spec, m: ModelConfig, b: BudgetConfig, corpus: batches.Corpus) -> None:
     """What needs the corpus: its vocabulary and one batch of its training split."""
+    d = spec.data.cfg
     if corpus.vocab_size > d.vocab_size:
         raise HarnessError(f"tokenizer has {corpus.vocab_size} tokens > data.vocab_size={d.vocab_size}")
     repeats = batches.repetition_errors(spec.cell_id, accounting.budget_name(b), spec.D, corpus, d.max_epochs)
@@ -142,11 +143,11 @@ def check_corpus(spec: Spec, d: DataConfig, m: ModelConfig, b: BudgetConfig, cor
                            "optim.batch_tokens")
 
 
-def mixture_summary(spec: Spec, d: DataConfig, corpus: batches.Corpus) -> dict:
+def mixture_summary(spec: Spec, corpus: batches.Corpus) -> dict:
     """A mixture run's arm (column `data`) and, per domain, its share, tokens trained and epochs."""
     if not corpus.domains:
         return {}
-    out = {"data": mixture.label(d)}
+    out = {"data": spec.data.label}
     for name, share, unique, _ in corpus.domains:
         out.update({f"mix/{name}/share": share, f"mix/{name}/tokens": round(spec.D * share),
                     f"mix/{name}/epochs": spec.D * share / unique, f"mix/{name}/unique_tokens": unique})

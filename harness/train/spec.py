@@ -16,8 +16,9 @@ from pathlib import Path
 
 from harness import validate
 from harness.config import Config, DistributedConfig, OptimConfig, to_dict
-from harness.data import batches, mixture
+from harness.data import spec as data_spec
 from harness.data.corpus import check_vocab
+from harness.data.spec import DataSpec
 from harness.errors import HarnessError
 from harness.train import accounting, hparams, schedule
 
@@ -33,7 +34,7 @@ DATA_IDENTITY_WHEN_SET = ("path", "max_tokens", "max_train_tokens", "package", "
                           "eval_paths", "filter")
 
 
-def cell_id(cfg: Config, D: int) -> str:
+def cell_id(cfg: Config, D: int, data: DataSpec) -> str:
     """Stable id from the resolved config, so reruns of a sweep find the same directories."""
     d = {k: v for k, v in to_dict(cfg).items() if k not in NOT_IDENTITY}
     d["optim"] = {k: v for k, v in d["optim"].items() if k not in OPTIM_NOT_IDENTITY}
@@ -41,18 +42,18 @@ def cell_id(cfg: Config, D: int) -> str:
         del d["model"]["hf"]
     d["data"] = {k: v for k, v in d["data"].items() if k not in DATA_NOT_IDENTITY
                  and not (k in DATA_IDENTITY_WHEN_SET and v in (None, {}, []))}
-    if cfg.data.domains:  # a mixture: what its domains hold, and the weights as shares (1:1 is 0.5:0.5)
-        d["data"]["domains"] = mixture.key(cfg.data)
-        d["data"]["mix"] = {k: round(v, 12) for k, v in mixture.weights(cfg.data).items()}
+    if data.shares:  # a mixture: what its domains hold, and the weights as shares (1:1 is 0.5:0.5)
+        d["data"]["domains"] = data.key
+        d["data"]["mix"] = {k: round(v, 12) for k, v in data.shares}
     elif cfg.data.source == "prepared":  # a prepared folder is the same data wherever it is mounted
-        d["data"]["path"] = batches.folder_id(cfg.data)
+        d["data"]["path"] = data.key
     digest = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
     return f"{cfg.model.name}_D{D:.3g}_s{cfg.seed}_{digest}".replace("+", "")
 
 
-def seedless_key(cfg: Config, D: int) -> str:
+def seedless_key(cfg: Config, D: int, data: DataSpec) -> str:
     """The cell a run belongs to across seeds: the fitter averages runs that share it."""
-    return cell_id(dataclasses.replace(cfg, seed=0), D).replace("_s0_", "_")
+    return cell_id(dataclasses.replace(cfg, seed=0), D, data).replace("_s0_", "_")
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class Spec:
     compile: bool = False  # torch.compile the loss
     world_size: int = 1  # processes training this run (data parallel), each taking 1/world of every batch
     micro_batch_tokens: int = 0  # tokens per forward/backward within a process's share of a step (0: all of it)
+    data: DataSpec | None = None  # the data settings resolved (data/spec.py): what the data side receives
 
     @property
     def warmup_steps(self) -> int:
@@ -118,7 +120,7 @@ def resolve(cfg: Config) -> Spec:
     m, V = cfg.model, cfg.data.vocab_size
     accounting.validate_model(m, V)
     check_vocab(V)  # the corpus side's floor (data/corpus.py)
-    mixture.check(cfg.data)
+    data = data_spec.resolve(cfg.data)
     n, n_ne = accounting.param_counts(m, V)
     requested = accounting.budget_tokens(cfg.budget, m, V)
     n_active = accounting.active_counts(m, V)[1]  # an MoE's per-token size sets its rules; dense: n_ne
@@ -140,8 +142,8 @@ def resolve(cfg: Config) -> Spec:
     D = steps * bt
     shortest = min(cfg.branches) * D if cfg.branches else D  # WSD: warm up once, for the shortest branch
     warmup = cfg.optim.warmup_tokens
-    cid = cell_id(cfg, D)
-    spec = Spec(cell_id=cid, cell_key=seedless_key(cfg, D),
+    cid = cell_id(cfg, D, data)
+    spec = Spec(cell_id=cid, cell_key=seedless_key(cfg, D, data),
                 directory=Path(cfg.results_dir) / cfg.sweep.name / cid, N=n, N_nonembed=n_ne,
                 N_active=n_active,
                 flops_per_token=accounting.flops_per_token(m, V), batch_tokens=bt, steps=steps, D=D,
@@ -150,7 +152,7 @@ def resolve(cfg: Config) -> Spec:
                     n, shortest, hparams.WSD_MAX_WARMUP_FRACTION if cfg.branches else hparams.MAX_WARMUP_FRACTION),
                 schedule=cfg.optim.schedule, seed=cfg.seed, vocab_size=V, val_tokens=cfg.data.val_tokens,
                 evals=cfg.evals, log_every=cfg.log_every, compile=cfg.compile, world_size=world,
-                micro_batch_tokens=micro)
+                micro_batch_tokens=micro, data=data)
     return dataclasses.replace(spec, branches=tuple(branch_plan(cfg, steps))) if cfg.branches else spec
 
 
