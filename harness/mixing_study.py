@@ -164,7 +164,7 @@ def by_size(made: dict, mix_dir: Path) -> tuple:
         laws[model] = mixing.fit(d, mean[[f"mix/{x}/share" for x in d]].to_numpy(),
                                  mean[[f"val/{x}/loss" for x in d]].to_numpy(), n_bootstrap=100)
         best = mixing.optimum(laws[model], made["target"]["weights"])
-        out[model] = {"N": float(part["N"].iloc[0]), "optimum_share": best["shares"][d[0]],
+        out[model] = {"N": float(part["N_total"].iloc[0]), "optimum_share": best["shares"][d[0]],
                       "share_ci95": best["share_ci95"], "at_bound": best["at_bound"], "target": best["target"],
                       "rmse": {x: lw.rmse for x, lw in zip(d, laws[model].laws)}}
     return runs, laws, out

@@ -4,7 +4,9 @@ model size and budget, and the weights it predicts best for a target (numpy/scip
 Form (Ye et al. 2024, "Data Mixing Laws", eq. 5): L_i(r) = c_i + k_i exp(sum_j t_ij r_j), r the
 domains' shares (summing to 1). Because the shares sum to 1, one t_ij per domain is redundant with k_i, so
 the last domain's is fixed at 0: K + 1 parameters per domain for K domains (3 for two). Fitted per domain
-by least squares on the loss from a grid of starting exponents. Uncertainty by residual bootstrap
+by least squares on the loss from a grid of starting exponents, on the mixtures that train on that domain
+(a share of 0 is another regime: a model that never saw a domain scores it above ln V, which no smooth law
+in the share joins to the trained ones; measured in results/data_mix). Uncertainty by residual bootstrap
 (residuals inflated by sqrt(n / (n - p)) for the parameters fitted) and, in a prediction interval, the
 run-to-run noise added in quadrature (an interval states its parts: parameter, noise).
 """
@@ -64,7 +66,7 @@ def _fit_one(r: np.ndarray, y: np.ndarray, start: DomainLaw | None = None) -> Do
 class MixingLaw:
     domains: tuple  # names, in the order of the shares' columns
     laws: tuple  # a DomainLaw per domain
-    shares: np.ndarray  # (n, K) the fitted mixtures
+    shares: np.ndarray  # (n, K) the fitted mixtures (a domain's law: those with its share > 0)
     losses: np.ndarray  # (n, K) their measured per-domain losses
     draws: tuple  # bootstrap refits: a tuple of DomainLaws per draw
 
@@ -87,22 +89,25 @@ def fit(domains: list[str], shares: np.ndarray, losses: np.ndarray, n_bootstrap:
         raise HarnessError(f"mixing law: shares {shares.shape} and losses {losses.shape} for {K} domains")
     if K < 2:
         raise HarnessError("mixing law: a mixture needs at least two domains")
-    n_distinct = len({tuple(np.round(s, 9)) for s in shares})
-    if n_distinct < K + 2:
-        raise HarnessError(f"mixing law: {n_distinct} distinct mixtures fit {K + 1} parameters per domain with "
-                           f"no degree of freedom to spare; train at least {K + 2}")
+    trained = [shares[:, i] > 0 for i in range(K)]  # each domain's law: the mixtures that train on it
+    for i, used in enumerate(trained):
+        n_distinct = len({tuple(np.round(s, 9)) for s in shares[used]})
+        if n_distinct < K + 2:
+            raise HarnessError(f"mixing law: {n_distinct} distinct mixtures train on {domains[i]}, to fit {K + 1} "
+                               f"parameters with no degree of freedom to spare; train at least {K + 2}")
     if not np.all(np.isfinite(losses)):
         raise HarnessError("mixing law: a loss is missing or not finite")
-    laws = tuple(_fit_one(shares, losses[:, i]) for i in range(K))
+    laws = tuple(_fit_one(shares[used], losses[used, i]) for i, used in enumerate(trained))
     rng = np.random.default_rng(seed)
-    inflate = math.sqrt(len(shares) / (len(shares) - (K + 1)))
-    fitted = np.stack([law.loss(shares) for law in laws], axis=1)
-    resid = (losses - fitted) * inflate
     draws = []
-    for _ in range(n_bootstrap):
-        pick = rng.integers(0, len(shares), size=len(shares))
-        y = fitted + resid[pick]
-        draws.append(tuple(_fit_one(shares, y[:, i], laws[i]) for i in range(K)))
+    for _ in range(n_bootstrap):  # each domain's residuals resampled among its own mixtures
+        draw = []
+        for i, used in enumerate(trained):
+            r, n = shares[used], int(used.sum())
+            fitted = laws[i].loss(r)
+            resid = (losses[used, i] - fitted) * math.sqrt(n / (n - (K + 1)))
+            draw.append(_fit_one(r, fitted + resid[rng.integers(0, n, size=n)], laws[i]))
+        draws.append(tuple(draw))
     return MixingLaw(tuple(domains), laws, shares, losses, tuple(draws))
 
 
@@ -138,12 +143,13 @@ def target_of(law: MixingLaw, weights: dict[str, float]) -> callable:
 
 
 def optimum(law: MixingLaw, weights: dict[str, float]) -> dict:
-    """The shares that minimise the target within the fitted range of shares (two domains: a bounded
-    search along the first domain's share; beyond the fitted mixtures the law is not trusted), with the
-    bootstrap's spread of that optimum."""
+    """The shares that minimise the target within the fitted range of shares where every domain is trained
+    (two domains: a bounded search along the first domain's share; beyond the fitted mixtures the law is not
+    trusted), with the bootstrap's spread of that optimum."""
     if len(law.domains) != 2:
         raise HarnessError("mixing law: the optimum search takes two domains (the law itself takes any number)")
-    lo, hi = float(law.shares[:, 0].min()), float(law.shares[:, 0].max())
+    every = law.shares[np.all(law.shares > 0, axis=1)]
+    lo, hi = float(every[:, 0].min()), float(every[:, 0].max())
     f = target_of(law, weights)
 
     def best(laws=None) -> float:
