@@ -21,7 +21,8 @@ def mixing_plot(runs, made: dict, laws_by_size: dict, path):
             part = runs[(runs["model"] == model) & ~is_check]
             ax.scatter(part[f"mix/{first}/share"], part[f"val/{d}/loss"], s=18, color=f"C{i}",
                        marker=MARKERS[i % len(MARKERS)], label=f"{model}: runs")
-            lo, hi = law.shares[:, 0].min(), law.shares[:, 0].max()
+            trained = law.shares[law.shares[:, domains.index(d)] > 0, 0]  # the mixtures d's law was fitted on
+            lo, hi = trained.min(), trained.max()
             inside = (grid >= lo) & (grid <= hi)
             curve = np.array([law.predict([a, 1 - a])[domains.index(d)] for a in grid])
             ax.plot(grid[inside], curve[inside], color=f"C{i}", lw=1.5,
