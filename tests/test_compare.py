@@ -36,3 +36,15 @@ def test_the_tolerance_is_a_bound_not_a_target():
     assert compare(_table(new), _fit(0.6, 0.5, 0.7), _table(REF), _fit(0.6, 0.5, 0.7))["verdict"]["reproduced"]
     tighter = compare(_table(new), _fit(0.6, 0.5, 0.7), _table(REF), _fit(0.6, 0.5, 0.7), tolerance=0.005)
     assert not tighter["verdict"]["reproduced"] and len(tighter["verdict"]["outside"]) == 3
+
+
+def test_a_reference_with_seed_noise_is_matched_within_its_own_seed_sd():
+    """Another CPU's float order perturbs every cell a little (0.011 nats at most across 25 tiny cells on
+    one machine, against a seed sd of 0.036): a reference that measured its seed noise is the bound."""
+    ref_fit = {**_fit(0.6, 0.5, 0.7), "seed_noise": {"pooled_sd": 0.036}}
+    near = {k: v + 0.011 for k, v in REF.items()}
+    v = compare(_table(near), _fit(0.6, 0.5, 0.7), _table(REF), ref_fit)["verdict"]
+    assert v["reproduced"] and v["tolerance_nats"] == 0.036 and "within 0.036 nats" in v["line"]
+    far = {k: v + (0.05 if k == "c1" else 0.0) for k, v in REF.items()}  # more than a seed apart
+    v = compare(_table(far), _fit(0.6, 0.5, 0.7), _table(REF), ref_fit)["verdict"]
+    assert not v["reproduced"] and v["outside"] == ["c1 (+0.0500)"]
