@@ -71,6 +71,15 @@ def target_weights(target: str, domains: list[str], bpt: dict) -> dict:
     return {target: 1.0}
 
 
+def fit_law(runs, domains: list[str], n_bootstrap: int) -> tuple:
+    """The mixing law of one size's runs, seeds averaged per cell: (the per-cell means, the MixingLaw)."""
+    from harness.fit import mixing
+
+    shares, losses = [f"mix/{d}/share" for d in domains], [f"val/{d}/loss" for d in domains]
+    mean = runs.groupby("cell_key")[shares + losses].mean()
+    return mean, mixing.fit(domains, mean[shares].to_numpy(), mean[losses].to_numpy(), n_bootstrap)
+
+
 def predict(block: dict, mix_dir: Path, keys: list[str] | None, n_bootstrap: int = 400) -> dict:
     """mixing_prediction.json: the law at `model`, the held-out mixture's and the optimum's intervals."""
     from harness.fit import mixing
@@ -78,9 +87,7 @@ def predict(block: dict, mix_dir: Path, keys: list[str] | None, n_bootstrap: int
     domains, runs = cells(mix_dir, block["model"], keys)
     bpt = {d: float(runs[f"bpt/{d}"].median()) for d in domains}
     sd = noise(runs, domains, bpt)
-    mean = runs.groupby("cell_key")[[f"mix/{d}/share" for d in domains] + [f"val/{d}/loss" for d in domains]].mean()
-    law = mixing.fit(domains, mean[[f"mix/{d}/share" for d in domains]].to_numpy(),
-                     mean[[f"val/{d}/loss" for d in domains]].to_numpy(), n_bootstrap)
+    mean, law = fit_law(runs, domains, n_bootstrap)
     inflate = math.sqrt(len(mean) / (len(mean) - len(domains) - 1))
     noise_d = {d: max(sd[f"val/{d}/loss"] or 0.0, law.laws[i].rmse * inflate) for i, d in enumerate(domains)}
     weights = target_weights(str(block["target"]), domains, bpt)
@@ -150,19 +157,18 @@ def verdict(made: dict, mix_dir: Path) -> dict:
 def by_size(made: dict, mix_dir: Path) -> tuple:
     """After the check, the law fitted the same way at every size the mixing sweep trained (the
     prediction's own model included, on the same runs): does the best mixture move with size? Post hoc,
-    not a prediction. Returns (every finished run, {model: MixingLaw}, {model: summary})."""
+    not a prediction. Returns (every finished run, its column `check` marking the check runs,
+    {model: MixingLaw}, {model: summary})."""
     from harness.fit import mixing
     from harness.fit.collect import collect
 
     runs, _ = collect(str(mix_dir))
     runs = runs[runs["status"] == "finished"]
-    is_check = (runs["model"] == made["model"]) & ~runs["cell_id"].isin(made["fitted_runs"])
+    runs = runs.assign(check=(runs["model"] == made["model"]) & ~runs["cell_id"].isin(made["fitted_runs"]))
     d = made["domains"]
     laws, out = {}, {}
-    for model, part in runs[~is_check].groupby("model"):
-        mean = part.groupby("cell_key")[[f"mix/{x}/share" for x in d] + [f"val/{x}/loss" for x in d]].mean()
-        laws[model] = mixing.fit(d, mean[[f"mix/{x}/share" for x in d]].to_numpy(),
-                                 mean[[f"val/{x}/loss" for x in d]].to_numpy(), n_bootstrap=100)
+    for model, part in runs[~runs["check"]].groupby("model"):
+        laws[model] = fit_law(part, d, n_bootstrap=100)[1]
         best = mixing.optimum(laws[model], made["target"]["weights"])
         out[model] = {"N": float(part["N_total"].iloc[0]), "optimum_share": best["shares"][d[0]],
                       "share_ci95": best["share_ci95"], "at_bound": best["at_bound"], "target": best["target"],

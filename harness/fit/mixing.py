@@ -99,15 +99,15 @@ def fit(domains: list[str], shares: np.ndarray, losses: np.ndarray, n_bootstrap:
         raise HarnessError("mixing law: a loss is missing or not finite")
     laws = tuple(_fit_one(shares[used], losses[used, i]) for i, used in enumerate(trained))
     rng = np.random.default_rng(seed)
+    parts = []  # per domain: its mixtures, the law's losses there, the inflated residuals
+    for i, used in enumerate(trained):
+        r, n = shares[used], int(used.sum())
+        fitted = laws[i].loss(r)
+        parts.append((r, fitted, (losses[used, i] - fitted) * math.sqrt(n / (n - (K + 1)))))
     draws = []
     for _ in range(n_bootstrap):  # each domain's residuals resampled among its own mixtures
-        draw = []
-        for i, used in enumerate(trained):
-            r, n = shares[used], int(used.sum())
-            fitted = laws[i].loss(r)
-            resid = (losses[used, i] - fitted) * math.sqrt(n / (n - (K + 1)))
-            draw.append(_fit_one(r, fitted + resid[rng.integers(0, n, size=n)], laws[i]))
-        draws.append(tuple(draw))
+        draws.append(tuple(_fit_one(r, fitted + resid[rng.integers(0, len(r), size=len(r))], law)
+                           for (r, fitted, resid), law in zip(parts, laws)))
     return MixingLaw(tuple(domains), laws, shares, losses, tuple(draws))
 
 

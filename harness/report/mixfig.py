@@ -10,12 +10,12 @@ from harness.report.figkit import MARKERS, plt, save
 
 
 def mixing_plot(runs, made: dict, laws_by_size: dict, path):
-    """runs: the mixing sweep's finished runs (mixing_study.cells of every model); laws_by_size:
+    """runs: the mixing sweep's finished runs with their `check` column (mixing_study.by_size); laws_by_size:
     {model: fit.mixing.MixingLaw}; made: mixing_prediction.json."""
     domains, first = made["domains"], made["domains"][0]
     fig, axes = plt.subplots(1, len(domains), figsize=(5.2 * len(domains), 4.3))
     grid = np.linspace(0, 1, 201)
-    is_check = (runs["model"] == made["model"]) & ~runs["cell_id"].isin(made["fitted_runs"])
+    is_check = runs["check"]  # mixing_study.by_size: the runs the check trained
     for ax, d in zip(np.atleast_1d(axes), domains):
         for i, (model, law) in enumerate(sorted(laws_by_size.items())):
             part = runs[(runs["model"] == model) & ~is_check]
